@@ -1,0 +1,497 @@
+"""The worker's contract: what a host-group job asks for and what it reports.
+
+Both sides exchange these as versioned plain data (msgpack in a cluster; the embedded default
+round-trips through the same encoding so it runs exactly the cluster's path). Nothing here does
+I/O. ``from_wire`` rejects anything malformed with ``ProtocolError`` instead of trusting it.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+
+PORT_STATES = (
+    "open", "closed", "filtered", "unfiltered", "open|filtered", "closed|filtered",
+)
+PROTOCOLS = ("tcp", "udp", "sctp")
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow this module's schema (a peer's fault, never ours)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration carried inside jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Timing knobs, Nmap's names; every duration in milliseconds (0 means "not set")."""
+
+    level: int = 3
+    initial_rtt_timeout_ms: int = 1000
+    min_rtt_timeout_ms: int = 100
+    max_rtt_timeout_ms: int = 10000
+    max_retries: int = 10
+    scan_delay_ms: int = 0
+    max_scan_delay_ms: int = 1000
+    host_timeout_ms: int = 0
+    min_rate: float = 0.0
+    max_rate: float = 0.0
+    min_parallelism: int = 0
+    max_parallelism: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PortSet:
+    """Ports to scan per protocol, as sorted, merged, inclusive ranges."""
+
+    tcp: tuple[tuple[int, int], ...] = ()
+    udp: tuple[tuple[int, int], ...] = ()
+
+    def ranges(self, protocol: str) -> tuple[tuple[int, int], ...]:
+        return self.tcp if protocol == "tcp" else self.udp if protocol == "udp" else ()
+
+    def ports(self, protocol: str) -> Iterator[int]:
+        for low, high in self.ranges(protocol):
+            yield from range(low, high + 1)
+
+    def count(self, protocol: str) -> int:
+        return sum(high - low + 1 for low, high in self.ranges(protocol))
+
+    @staticmethod
+    def from_ports(tcp=(), udp=()) -> "PortSet":
+        return PortSet(tcp=merge_ranges(tcp), udp=merge_ranges(udp))
+
+
+def merge_ranges(ports) -> tuple[tuple[int, int], ...]:
+    """Sorted, merged inclusive ranges from an iterable of port numbers."""
+    out: list[list[int]] = []
+    for port in sorted(set(ports)):
+        if out and port == out[-1][1] + 1:
+            out[-1][1] = port
+        else:
+            out.append([port, port])
+    return tuple((low, high) for low, high in out)
+
+
+def format_ranges(ranges) -> str:
+    """Nmap's compact port list: ``1-21,23,80-100``."""
+    return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanOptions:
+    """Everything a worker needs to scan a host group; frozen, validated by the coordinator."""
+
+    ports: PortSet = PortSet()
+    scan_type: str = "connect"  # "connect", or "none" for a ping-only scan (-sn)
+    randomize_ports: bool = True
+    host_discovery: bool = True  # False with -Pn
+    discovery_ports: tuple[int, ...] = (80, 443)
+    reverse_dns: str = "up"  # "never" (-n), "up" (default) or "always" (-R)
+    dns_servers: tuple[str, ...] = ()  # empty: the system's resolv.conf servers
+    system_dns: bool = False
+    timing: Timing = Timing()
+    verbosity: int = 0
+    debugging: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    address: str
+    targetname: str | None = None  # the name the user gave, when the target was a name
+    other_addresses: tuple[str, ...] = ()  # the name's addresses that are not scanned
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.address else 4
+
+
+@dataclass(frozen=True, slots=True)
+class GroupJob:
+    scan_id: str
+    group_index: int
+    targets: tuple[Target, ...]
+    options: ScanOptions
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(slots=True)
+class Service:
+    name: str
+    method: str = "table"  # "table" or "probed"
+    conf: int = 3
+    product: str | None = None
+    version: str | None = None
+    extrainfo: str | None = None
+    hostname: str | None = None
+    ostype: str | None = None
+    devicetype: str | None = None
+    tunnel: str | None = None
+    servicefp: str | None = None
+    cpe: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ScriptResult:
+    """One script's result. ``structured`` is the plain-data tree of nse-spec §9.4:
+    a list of ``[key_or_None, value]`` pairs, where value is a string or another such list."""
+
+    id: str
+    output: str
+    structured: list | None = None
+
+
+@dataclass(slots=True)
+class PortResult:
+    protocol: str
+    portid: int
+    state: str
+    reason: str
+    reason_ttl: int = 0
+    service: Service | None = None
+    scripts: list[ScriptResult] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class HostResult:
+    address: str
+    targetname: str | None = None
+    status: str = "up"  # "up", "down" or "skipped" (host timeout)
+    reason: str = "user-set"
+    reason_ttl: int = 0
+    hostnames: list[tuple[str, str]] = field(default_factory=list)  # (name, "user"|"PTR")
+    other_addresses: list[str] = field(default_factory=list)  # of the user's name, unscanned
+    ports: list[PortResult] = field(default_factory=list)
+    start_time: float = 0.0  # epoch seconds
+    end_time: float = 0.0
+    srtt_us: int | None = None
+    rttvar_us: int | None = None
+    timeout_us: int | None = None
+    timed_out: bool = False
+    scripts: list[ScriptResult] = field(default_factory=list)
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.address else 4
+
+    @property
+    def ptr_name(self) -> str | None:
+        for name, kind in self.hostnames:
+            if kind == "PTR":
+                return name
+        return None
+
+
+@dataclass(slots=True)
+class GroupResult:
+    scan_id: str
+    group_index: int
+    hosts: list[HostResult]
+    interrupted: bool = False  # stopped early; hosts holds only the hosts that finished
+
+
+# --------------------------------------------------------------------------------------------
+# Wire encoding
+
+_SERVICE_FIELDS = ("product", "version", "extrainfo", "hostname", "ostype", "devicetype",
+                   "tunnel", "servicefp")
+
+
+def encode(message) -> bytes:
+    return msgpack.packb(to_wire(message), use_bin_type=True)
+
+
+def decode(data: bytes):
+    try:
+        wire = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise ProtocolError(f"message is not msgpack: {exc}") from None
+    return from_wire(wire)
+
+
+def to_wire(message) -> dict:
+    if isinstance(message, GroupJob):
+        return {"v": PROTOCOL_VERSION, "kind": "group-job", "scan_id": message.scan_id,
+                "group": message.group_index,
+                "targets": [[t.address, t.targetname, list(t.other_addresses)]
+                            for t in message.targets],
+                "options": _options_to_wire(message.options)}
+    if isinstance(message, GroupResult):
+        return {"v": PROTOCOL_VERSION, "kind": "group-result", "scan_id": message.scan_id,
+                "group": message.group_index, "interrupted": message.interrupted,
+                "hosts": [_host_to_wire(h) for h in message.hosts]}
+    raise TypeError(f"not a protocol message: {type(message).__name__}")
+
+
+def from_wire(wire: Any):
+    reader = _Reader(wire, "message")
+    version = reader.int("v")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(f"unsupported message version {version} (this side speaks "
+                            f"{PROTOCOL_VERSION})")
+    kind = reader.str("kind")
+    if kind == "group-job":
+        return GroupJob(
+            scan_id=reader.str("scan_id"),
+            group_index=reader.int("group"),
+            targets=tuple(_target_from_wire(item) for item in reader.list("targets")),
+            options=_options_from_wire(reader.sub("options")),
+        )
+    if kind == "group-result":
+        return GroupResult(
+            scan_id=reader.str("scan_id"),
+            group_index=reader.int("group"),
+            interrupted=reader.bool("interrupted"),
+            hosts=[_host_from_wire(_Reader(h, "host")) for h in reader.list("hosts")],
+        )
+    raise ProtocolError(f"unknown message kind {kind!r}")
+
+
+class _Reader:
+    """Typed field access on a decoded dict; every failure is a ProtocolError naming the field."""
+
+    __slots__ = ("data", "where")
+
+    def __init__(self, data, where: str):
+        if not isinstance(data, dict):
+            raise ProtocolError(f"{where}: expected a map, got {type(data).__name__}")
+        self.data, self.where = data, where
+
+    def _get(self, key, types, optional=False):
+        value = self.data.get(key)
+        if value is None and optional:
+            return None
+        if isinstance(value, bool) and bool not in types:
+            raise ProtocolError(f"{self.where}.{key}: expected {types[0].__name__}")
+        if not isinstance(value, types):
+            raise ProtocolError(f"{self.where}.{key}: expected {types[0].__name__}, got "
+                                f"{type(value).__name__}")
+        return value
+
+    def int(self, key, optional=False):
+        return self._get(key, (int,), optional)
+
+    def num(self, key, optional=False):
+        return self._get(key, (float, int), optional)
+
+    def str(self, key, optional=False):
+        return self._get(key, (str,), optional)
+
+    def bool(self, key):
+        return self._get(key, (bool,))
+
+    def list(self, key):
+        return self._get(key, (list, tuple))
+
+    def sub(self, key):
+        return _Reader(self._get(key, (dict,)), f"{self.where}.{key}")
+
+
+def _ranges_from_wire(items, where):
+    out = []
+    for item in items:
+        if (not isinstance(item, (list, tuple)) or len(item) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in item)
+                or not 0 <= item[0] <= item[1] <= 65535):
+            raise ProtocolError(f"{where}: bad port range {item!r}")
+        out.append((item[0], item[1]))
+    return tuple(out)
+
+
+def _options_to_wire(o: ScanOptions) -> dict:
+    t = o.timing
+    return {
+        "ports": {"tcp": [list(r) for r in o.ports.tcp], "udp": [list(r) for r in o.ports.udp]},
+        "scan_type": o.scan_type, "randomize_ports": o.randomize_ports,
+        "host_discovery": o.host_discovery, "discovery_ports": list(o.discovery_ports),
+        "reverse_dns": o.reverse_dns, "dns_servers": list(o.dns_servers),
+        "system_dns": o.system_dns, "verbosity": o.verbosity, "debugging": o.debugging,
+        "timing": {name: getattr(t, name) for name in Timing.__slots__},
+    }
+
+
+def _options_from_wire(r: _Reader) -> ScanOptions:
+    ports = r.sub("ports")
+    timing = r.sub("timing")
+    timing_values = {}
+    for name in Timing.__slots__:
+        default = getattr(Timing(), name)
+        value = timing.num(name) if isinstance(default, float) else timing.int(name)
+        timing_values[name] = value
+    scan_type = r.str("scan_type")
+    if scan_type not in ("connect", "none"):
+        raise ProtocolError(f"options.scan_type: unknown scan type {scan_type!r}")
+    reverse_dns = r.str("reverse_dns")
+    if reverse_dns not in ("never", "up", "always"):
+        raise ProtocolError(f"options.reverse_dns: unknown mode {reverse_dns!r}")
+    discovery_ports = tuple(_ranges_from_wire([[p, p] for p in r.list("discovery_ports")],
+                                              "options.discovery_ports"))
+    return ScanOptions(
+        ports=PortSet(tcp=_ranges_from_wire(ports.list("tcp"), "options.ports.tcp"),
+                      udp=_ranges_from_wire(ports.list("udp"), "options.ports.udp")),
+        scan_type=scan_type,
+        randomize_ports=r.bool("randomize_ports"),
+        host_discovery=r.bool("host_discovery"),
+        discovery_ports=tuple(low for low, _ in discovery_ports),
+        reverse_dns=reverse_dns,
+        dns_servers=tuple(_checked_address(s, "options.dns_servers")
+                          for s in r.list("dns_servers")),
+        system_dns=r.bool("system_dns"),
+        timing=Timing(**timing_values),
+        verbosity=r.int("verbosity"),
+        debugging=r.int("debugging"),
+    )
+
+
+def _checked_address(value, where) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except (ValueError, TypeError):
+        raise ProtocolError(f"{where}: not an IP address: {value!r}") from None
+
+
+def _target_from_wire(item) -> Target:
+    if not isinstance(item, (list, tuple)) or len(item) != 3:
+        raise ProtocolError(f"targets: bad entry {item!r}")
+    address, name, others = item
+    if name is not None and not isinstance(name, str):
+        raise ProtocolError(f"targets: bad target name {name!r}")
+    if not isinstance(others, (list, tuple)):
+        raise ProtocolError("targets: other addresses must be a list")
+    return Target(_checked_address(address, "targets"), name,
+                  tuple(_checked_address(a, "targets") for a in others))
+
+
+def _service_to_wire(s: Service | None):
+    if s is None:
+        return None
+    wire = {"name": s.name, "method": s.method, "conf": s.conf}
+    for name in _SERVICE_FIELDS:
+        value = getattr(s, name)
+        if value is not None:
+            wire[name] = value
+    if s.cpe:
+        wire["cpe"] = list(s.cpe)
+    return wire
+
+
+def _service_from_wire(data) -> Service | None:
+    if data is None:
+        return None
+    r = _Reader(data, "service")
+    cpe = data.get("cpe", [])
+    if not isinstance(cpe, list) or not all(isinstance(c, str) for c in cpe):
+        raise ProtocolError("service.cpe: expected a list of strings")
+    return Service(name=r.str("name"), method=r.str("method"), conf=r.int("conf"),
+                   cpe=list(cpe), **{name: r.str(name, optional=True)
+                                     for name in _SERVICE_FIELDS})
+
+
+def _structured_ok(tree) -> bool:
+    if tree is None:
+        return True
+    if not isinstance(tree, list):
+        return False
+    for entry in tree:
+        if not isinstance(entry, (list, tuple)) or len(entry) != 2:
+            return False
+        key, value = entry
+        if key is not None and not isinstance(key, str):
+            return False
+        if not isinstance(value, str) and not _structured_ok(value):
+            return False
+    return True
+
+
+def _scripts_to_wire(scripts):
+    return [[s.id, s.output, s.structured] for s in scripts]
+
+
+def _scripts_from_wire(items, where):
+    out = []
+    for item in items:
+        if (not isinstance(item, (list, tuple)) or len(item) != 3
+                or not isinstance(item[0], str) or not isinstance(item[1], str)
+                or not _structured_ok(item[2])):
+            raise ProtocolError(f"{where}: bad script result")
+        out.append(ScriptResult(item[0], item[1], item[2]))
+    return out
+
+
+def _host_to_wire(h: HostResult) -> dict:
+    # Ports without service or script details travel as ranges per (proto, state, reason, ttl):
+    # a 65,535-port host is a handful of runs, not 65,535 records.
+    runs: dict[tuple, list[int]] = {}
+    detailed = []
+    for p in h.ports:
+        if p.service is None and not p.scripts:
+            runs.setdefault((p.protocol, p.state, p.reason, p.reason_ttl), []).append(p.portid)
+        else:
+            detailed.append([p.protocol, p.portid, p.state, p.reason, p.reason_ttl,
+                             _service_to_wire(p.service), _scripts_to_wire(p.scripts)])
+    return {
+        "address": h.address, "targetname": h.targetname, "status": h.status,
+        "reason": h.reason, "reason_ttl": h.reason_ttl,
+        "hostnames": [list(n) for n in h.hostnames],
+        "other_addresses": list(h.other_addresses),
+        "port_runs": [[*key, [list(r) for r in merge_ranges(ports)]]
+                      for key, ports in runs.items()],
+        "ports": detailed,
+        "start": h.start_time, "end": h.end_time,
+        "srtt": h.srtt_us, "rttvar": h.rttvar_us, "to": h.timeout_us,
+        "timed_out": h.timed_out, "scripts": _scripts_to_wire(h.scripts),
+    }
+
+
+def _port_fields_ok(proto, state, reason, ttl) -> bool:
+    return (proto in PROTOCOLS and state in PORT_STATES and isinstance(reason, str)
+            and isinstance(ttl, int) and not isinstance(ttl, bool))
+
+
+def _host_from_wire(r: _Reader) -> HostResult:
+    ports: list[PortResult] = []
+    for run in r.list("port_runs"):
+        if not isinstance(run, (list, tuple)) or len(run) != 5 or not _port_fields_ok(*run[:4]):
+            raise ProtocolError("host.port_runs: bad entry")
+        proto, state, reason, ttl, ranges = run
+        for low, high in _ranges_from_wire(ranges, "host.port_runs"):
+            ports.extend(PortResult(proto, n, state, reason, ttl) for n in range(low, high + 1))
+    for item in r.list("ports"):
+        if (not isinstance(item, (list, tuple)) or len(item) != 7
+                or not _port_fields_ok(item[0], item[2], item[3], item[4])
+                or not isinstance(item[1], int) or not 0 <= item[1] <= 65535):
+            raise ProtocolError("host.ports: bad entry")
+        ports.append(PortResult(item[0], item[1], item[2], item[3], item[4],
+                                _service_from_wire(item[5]),
+                                _scripts_from_wire(item[6], "host.ports.scripts")))
+    ports.sort(key=lambda p: (p.protocol, p.portid))
+    status = r.str("status")
+    if status not in ("up", "down", "skipped"):
+        raise ProtocolError(f"host.status: unknown status {status!r}")
+    hostnames = []
+    for entry in r.list("hostnames"):
+        if (not isinstance(entry, (list, tuple)) or len(entry) != 2
+                or not all(isinstance(v, str) for v in entry) or entry[1] not in ("user", "PTR")):
+            raise ProtocolError("host.hostnames: bad entry")
+        hostnames.append((entry[0], entry[1]))
+    return HostResult(
+        address=_checked_address(r.str("address"), "host.address"),
+        targetname=r.str("targetname", optional=True),
+        status=status, reason=r.str("reason"), reason_ttl=r.int("reason_ttl"),
+        hostnames=hostnames, ports=ports,
+        other_addresses=[_checked_address(a, "host.other_addresses")
+                         for a in r.list("other_addresses")],
+        start_time=float(r.num("start")), end_time=float(r.num("end")),
+        srtt_us=r.int("srtt", optional=True), rttvar_us=r.int("rttvar", optional=True),
+        timeout_us=r.int("to", optional=True), timed_out=r.bool("timed_out"),
+        scripts=_scripts_from_wire(r.list("scripts"), "host.scripts"),
+    )
