@@ -1,0 +1,189 @@
+"""TCP connect probes on the event loop: the I/O half of UltraScan (``-sT`` and unprivileged
+host discovery).
+
+Each probe is one non-blocking ``connect``. The kernel's answer is the probe's result: a
+completed handshake is ``open/syn-ack``, a RST is ``closed/conn-refused``, an ICMP error is
+``filtered`` with its reason, and silence until the probe's timeout is left to UltraScan to retry
+or call ``filtered/no-response``. Sockets close with SO_LINGER 0 (a RST), so a scan leaves no
+TIME_WAIT sockets behind.
+"""
+from __future__ import annotations
+
+import errno
+import functools
+import resource
+import socket
+import struct
+from typing import Callable, Hashable
+
+from worker.nsock.loop import EventLoop
+from worker.scan.ultra import Probe, UltraScan
+
+_LINGER_RESET = struct.pack("ii", 1, 0)
+_EINPROGRESS = errno.EINPROGRESS
+
+# errno of a finished connect -> (port state, Nmap reason)
+CONNECT_OUTCOMES = {
+    0: ("open", "syn-ack"),
+    errno.ECONNREFUSED: ("closed", "conn-refused"),
+    errno.ECONNRESET: ("closed", "conn-refused"),
+    errno.EHOSTUNREACH: ("filtered", "host-unreach"),
+    errno.ENETUNREACH: ("filtered", "net-unreach"),
+    errno.EACCES: ("filtered", "admin-prohibited"),
+    errno.EPERM: ("filtered", "admin-prohibited"),
+}
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_FD_RESERVE = 64  # for the resolver, outputs and the script engine's own sockets
+_SELF_CONNECT_RETRIES = 3
+
+
+def fd_budget() -> int:
+    """How many probe sockets this process may hold, after raising the soft fd limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 65536 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return max(8, soft - _FD_RESERVE)
+
+
+class ConnectProber:
+    """Drives one UltraScan to completion with connect probes on ``loop``."""
+
+    def __init__(self, loop: EventLoop, scan: UltraScan,
+                 address_of: Callable[[Hashable], str]):
+        self.loop = loop
+        self.scan = scan
+        self.address_of = address_of
+        self._pump_queued = False
+        self._wakeup_timer = None
+        self._expiry_timer = None
+        self._self_connects: dict[tuple, int] = {}
+
+    def run(self) -> None:
+        if self.scan.timing.host_timeout_ms > 0:
+            self._schedule_expiry()
+        self._pump()
+        try:
+            self.loop.run_until(lambda: self.scan.finished)
+        finally:
+            self.abandon_all()
+
+    def abandon_all(self) -> None:
+        """Close every probe still out (normal end, Ctrl-C, host timeout)."""
+        for host in self.scan.hosts:
+            for probe in list(host.outstanding):
+                self._close(probe)
+        for timer in (self._wakeup_timer, self._expiry_timer):
+            if timer is not None:
+                timer.cancel()
+
+    # -- sending ----------------------------------------------------------------------------
+    def _queue_pump(self) -> None:
+        if not self._pump_queued:
+            self._pump_queued = True
+            self.loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_queued = False
+        scan, loop = self.scan, self.loop
+        now = loop.now_ms()
+        for probe in scan.ready_probes(now):
+            self._launch(probe)
+        if self._wakeup_timer is None and not scan.finished:
+            wake = scan.next_wakeup_ms(loop.now_ms())
+            if wake is not None:
+                self._wakeup_timer = loop.call_later(wake - loop.now_ms(), self._on_wakeup)
+
+    def _on_wakeup(self) -> None:
+        self._wakeup_timer = None
+        self._pump()
+
+    def _launch(self, probe: Probe) -> None:
+        address = self.address_of(probe.host.key)
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        except OSError as exc:
+            if exc.errno in _OUT_OF_FDS:
+                # Fewer sockets than we planned for: shrink the budget and try again later.
+                self.scan.fd_budget = max(1, self.scan.outstanding - 1)
+                self.scan.requeue(probe)
+                self.loop.call_later(10, self._queue_pump)
+                return
+            raise
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        err = sock.connect_ex((address, probe.port))
+        if err == _EINPROGRESS:
+            timer = self.loop.call_later(self.scan.timeout_ms(probe.host),
+                                         functools.partial(self._on_timeout, probe))
+            probe.handle = (sock, timer)
+            self.loop.watch(sock.fileno(), on_write=functools.partial(self._on_connected, probe))
+        else:
+            probe.handle = (sock, None)
+            self._finish(probe, err)
+
+    # -- answers ----------------------------------------------------------------------------
+    def _on_connected(self, probe: Probe) -> None:
+        sock = probe.handle[0]
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        self._finish(probe, err)
+
+    def _finish(self, probe: Probe, err: int) -> None:
+        sock = probe.handle[0]
+        outcome = CONNECT_OUTCOMES.get(err)
+        if err == 0 and _is_self_connect(sock):
+            # Loopback can connect a socket to itself when the ephemeral source port equals the
+            # target port (TCP simultaneous open). Nothing listens there: ask again from another
+            # source port; if the kernel keeps choosing this one, the port is closed.
+            key = (probe.host.key, probe.port)
+            self._self_connects[key] = self._self_connects.get(key, 0) + 1
+            if self._self_connects[key] <= _SELF_CONNECT_RETRIES:
+                self._close(probe)
+                self.scan.requeue(probe)
+                self._queue_pump()
+                return
+            outcome = CONNECT_OUTCOMES[errno.ECONNREFUSED]
+        self._close(probe)
+        now = self.loop.now_ms()
+        if outcome is None:  # ETIMEDOUT and anything unusual: no answer
+            self.scan.on_timeout(probe, now)
+        else:
+            for abandoned in self.scan.on_reply(probe, now, *outcome):
+                self._close(abandoned)
+        self._queue_pump()
+
+    def _on_timeout(self, probe: Probe) -> None:
+        self._close(probe)
+        self.scan.on_timeout(probe, self.loop.now_ms())
+        self._queue_pump()
+
+    def _schedule_expiry(self) -> None:
+        def check():
+            for probe in self.scan.expire(self.loop.now_ms()):
+                self._close(probe)
+            if not self.scan.finished:
+                self._expiry_timer = self.loop.call_later(100, check)
+                self._queue_pump()
+        self._expiry_timer = self.loop.call_later(100, check)
+
+    def _close(self, probe: Probe) -> None:
+        handle = probe.handle
+        if handle is None:
+            return
+        probe.handle = None
+        sock, timer = handle
+        if timer is not None:
+            timer.cancel()
+            self.loop.unwatch(sock.fileno())
+        sock.close()
+
+
+def _is_self_connect(sock: socket.socket) -> bool:
+    try:
+        return sock.getsockname()[:2] == sock.getpeername()[:2]
+    except OSError:
+        return False

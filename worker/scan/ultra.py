@@ -1,0 +1,290 @@
+"""Probe scheduling for host discovery and port scans, in the manner of Nmap's ultra_scan.
+
+Sans-IO: this module decides which probe to send when, and what an answer or a silence means;
+the caller does the sending and reports back. Times are milliseconds from an injected clock.
+
+How this works:
+- Every host has a congestion window (``cwnd``), and the whole group has one too; a probe goes
+  out only while both have room. Each answer grows the windows (by one below ``ssthresh``,
+  "slow start", by 1/cwnd above it). A *drop* (a probe that timed out although the host answered
+  probes sent after it) halves the windows, at most once per round trip.
+- A probe's timeout comes from the host's smoothed round-trip time: srtt + 4*rttvar, clamped to
+  the timing template's min/max; before any sample, from the group's estimate or the initial
+  timeout.
+- Silence is retried, but only as many times as this host has ever needed (the highest try that
+  got an answer, plus one, capped by --max-retries): a host that answers first try does not get
+  ten retransmissions per filtered port.
+- --min-rate lets probes out beyond the windows while the scan is slower than the rate;
+  --max-rate and --scan-delay hold them back.
+- In discovery mode a host is finished by its first answer; its other probes are abandoned.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Hashable, Iterable
+
+from worker.protocol import Timing
+
+# Our windows: start small, grow fast on a quiet network, cap by template. The caps mirror the
+# spirit of Nmap's (serial for T0-T2) and keep a connect scan within the fd budget.
+INITIAL_CWND = 10.0
+INITIAL_SSTHRESH = 75.0
+DEFAULT_MAX_CWND = {0: 1, 1: 1, 2: 1, 3: 300, 4: 500, 5: 1000}
+
+
+class Probe:
+    __slots__ = ("host", "port", "tryno", "sent_ms", "handle")
+
+    def __init__(self, host: "HostScan", port: int, tryno: int, sent_ms: float):
+        self.host = host
+        self.port = port
+        self.tryno = tryno
+        self.sent_ms = sent_ms
+        self.handle = None  # the I/O side's state (socket, timer)
+
+
+class RttEstimator:
+    __slots__ = ("srtt_us", "rttvar_us")
+
+    def __init__(self):
+        self.srtt_us: float | None = None
+        self.rttvar_us: float | None = None
+
+    def sample(self, rtt_us: float) -> None:
+        rtt_us = max(rtt_us, 1.0)
+        if self.srtt_us is None:
+            self.srtt_us, self.rttvar_us = rtt_us, rtt_us / 2
+        else:
+            self.rttvar_us += (abs(self.srtt_us - rtt_us) - self.rttvar_us) / 4
+            self.srtt_us += (rtt_us - self.srtt_us) / 8
+
+    def timeout_ms(self, timing: Timing) -> float | None:
+        if self.srtt_us is None:
+            return None
+        raw = (self.srtt_us + 4 * self.rttvar_us) / 1000.0
+        return min(max(raw, timing.min_rtt_timeout_ms), timing.max_rtt_timeout_ms)
+
+
+class HostScan:
+    __slots__ = ("key", "pending", "retries", "outstanding", "results", "cwnd", "ssthresh",
+                 "rtt", "max_good_tryno", "last_reply_sent_ms", "last_drop_ms", "next_send_ms",
+                 "deadline_ms", "done", "finished_ms", "timed_out", "up", "up_reason",
+                 "work_total", "work_done")
+
+    def __init__(self, key: Hashable, ports: Iterable[int], deadline_ms: float | None):
+        self.key = key
+        self.pending: deque[int] = deque(ports)
+        self.retries: deque[tuple[int, int]] = deque()
+        self.outstanding: set[Probe] = set()
+        self.results: dict[int, tuple[str, str]] = {}
+        self.cwnd = INITIAL_CWND
+        self.ssthresh = INITIAL_SSTHRESH
+        self.rtt = RttEstimator()
+        self.max_good_tryno = 0  # highest try number that ever got an answer from this host
+        self.last_reply_sent_ms = -1.0  # send time of the latest-sent probe that was answered
+        self.last_drop_ms = -1.0
+        self.next_send_ms = 0.0
+        self.deadline_ms = deadline_ms
+        self.done = not self.pending
+        self.finished_ms: float | None = None
+        self.timed_out = False
+        self.up = False
+        self.up_reason: str | None = None
+        self.work_total = len(self.pending)
+        self.work_done = 0
+
+    def has_work(self) -> bool:
+        return bool(self.pending or self.retries)
+
+
+class UltraScan:
+    """Schedules connect-style probes to many hosts. ``discovery=True`` stops at the first
+    answer per host (ping); otherwise every port gets a final state."""
+
+    def __init__(self, targets: Iterable[tuple[Hashable, Iterable[int]]], timing: Timing,
+                 now_ms: float, discovery: bool = False, fd_budget: int = 4000):
+        self.timing = timing
+        self.discovery = discovery
+        deadline = now_ms + timing.host_timeout_ms if timing.host_timeout_ms > 0 else None
+        self.hosts = [HostScan(key, ports, deadline) for key, ports in targets]
+        self._active = [h for h in self.hosts if not h.done]
+        self._rotate = 0
+        cap = timing.max_parallelism or DEFAULT_MAX_CWND.get(timing.level, 300)
+        self.max_cwnd = float(max(1, min(cap, fd_budget)))
+        self.min_cwnd = float(max(1, min(timing.min_parallelism, self.max_cwnd)))
+        self.fd_budget = max(1, fd_budget)
+        self.cwnd = min(max(INITIAL_CWND, self.min_cwnd), self.max_cwnd)
+        self.ssthresh = INITIAL_SSTHRESH
+        self.rtt = RttEstimator()
+        self.last_drop_ms = -1.0
+        self.outstanding = 0
+        self.started_ms = now_ms
+        self.probes_sent = 0
+        self._next_rate_ms = now_ms
+
+    # -- state queries ----------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return not self._active
+
+    def progress(self) -> tuple[int, int]:
+        """(units finished, units in all): ports, or hosts in discovery."""
+        return (sum(h.work_done for h in self.hosts), sum(h.work_total for h in self.hosts))
+
+    def timeout_ms(self, host: HostScan) -> float:
+        own = host.rtt.timeout_ms(self.timing)
+        if own is not None:
+            return own
+        group = self.rtt.timeout_ms(self.timing)
+        return group if group is not None else float(self.timing.initial_rtt_timeout_ms)
+
+    # -- deciding what to send --------------------------------------------------------------
+    def ready_probes(self, now_ms: float) -> list[Probe]:
+        probes: list[Probe] = []
+        if not self._active:
+            return probes
+        timing = self.timing
+        below_min_rate = timing.min_rate > 0 and (
+            self.probes_sent < timing.min_rate * (now_ms - self.started_ms) / 1000.0)
+        group_room = (self.fd_budget if below_min_rate else int(self.cwnd)) - self.outstanding
+        group_room = min(group_room, self.fd_budget - self.outstanding)
+        if group_room <= 0:
+            return probes
+        active = self._active
+        count = len(active)
+        start = self._rotate % count
+        self._rotate += 1
+        for offset in range(count):
+            host = active[(start + offset) % count]
+            if host.done or not host.has_work() or host.next_send_ms > now_ms:
+                continue
+            room = (group_room if below_min_rate else int(host.cwnd) - len(host.outstanding))
+            room = min(room, group_room)
+            while room > 0 and host.has_work():
+                if timing.max_rate > 0:
+                    if self._next_rate_ms > now_ms:
+                        return probes
+                    self._next_rate_ms = max(self._next_rate_ms, now_ms) + 1000.0 / timing.max_rate
+                if host.retries:
+                    port, tryno = host.retries.popleft()
+                else:
+                    port, tryno = host.pending.popleft(), 0
+                probe = Probe(host, port, tryno, now_ms)
+                host.outstanding.add(probe)
+                probes.append(probe)
+                room -= 1
+                group_room -= 1
+                if timing.scan_delay_ms > 0:
+                    host.next_send_ms = now_ms + timing.scan_delay_ms
+                    break
+            if group_room <= 0:
+                break
+        self.outstanding += len(probes)
+        self.probes_sent += len(probes)
+        return probes
+
+    def next_wakeup_ms(self, now_ms: float) -> float | None:
+        """When work held back only by time (--scan-delay, --max-rate) may go out."""
+        times = [h.next_send_ms for h in self._active
+                 if h.has_work() and h.next_send_ms > now_ms]
+        if self.timing.max_rate > 0 and self._next_rate_ms > now_ms:
+            times.append(self._next_rate_ms)
+        return min(times) if times else None
+
+    # -- what came back ---------------------------------------------------------------------
+    def on_reply(self, probe: Probe, now_ms: float, state: str, reason: str) -> list[Probe]:
+        """An answer. Returns probes the caller must abandon (the host is finished)."""
+        host = probe.host
+        if not self._forget(probe):
+            return []
+        rtt_us = (now_ms - probe.sent_ms) * 1000.0
+        host.rtt.sample(rtt_us)
+        self.rtt.sample(rtt_us)
+        host.max_good_tryno = max(host.max_good_tryno, probe.tryno)
+        host.last_reply_sent_ms = max(host.last_reply_sent_ms, probe.sent_ms)
+        self._grow(host)
+        if self.discovery:
+            if state in ("open", "closed"):  # any answer from the host's TCP stack: it is up
+                host.up, host.up_reason = True, reason
+                return self._finish(host, now_ms)
+            host.results[probe.port] = (state, reason)  # e.g. unreachable: not an answer
+            self._maybe_done(host, now_ms)
+            return []
+        host.results[probe.port] = (state, reason)
+        host.work_done += 1
+        self._maybe_done(host, now_ms)
+        return []
+
+    def on_timeout(self, probe: Probe, now_ms: float) -> None:
+        host = probe.host
+        if not self._forget(probe):
+            return
+        if probe.sent_ms < host.last_reply_sent_ms:
+            self._drop(host, probe.sent_ms)
+        allowed = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
+        if probe.tryno < allowed:
+            host.retries.append((probe.port, probe.tryno + 1))
+        else:
+            host.results[probe.port] = ("filtered", "no-response")
+            if not self.discovery:
+                host.work_done += 1
+            self._maybe_done(host, now_ms)
+
+    def requeue(self, probe: Probe) -> None:
+        """Send this probe again without counting a try (e.g. a loopback self-connect)."""
+        if self._forget(probe):
+            probe.host.retries.appendleft((probe.port, probe.tryno))
+
+    def expire(self, now_ms: float) -> list[Probe]:
+        """Finish hosts past --host-timeout; returns their probes for the caller to abandon."""
+        abandoned: list[Probe] = []
+        for host in self._active:
+            if host.deadline_ms is not None and now_ms >= host.deadline_ms and not host.done:
+                host.timed_out = True
+                abandoned.extend(self._finish(host, now_ms))
+        return abandoned
+
+    # -- internals --------------------------------------------------------------------------
+    def _forget(self, probe: Probe) -> bool:
+        host = probe.host
+        if probe not in host.outstanding:
+            return False  # already abandoned
+        host.outstanding.discard(probe)
+        self.outstanding -= 1
+        return True
+
+    def _grow(self, host: HostScan) -> None:
+        host.cwnd += 1.0 if host.cwnd < host.ssthresh else 1.0 / host.cwnd
+        host.cwnd = min(host.cwnd, self.max_cwnd)
+        self.cwnd += 1.0 if self.cwnd < self.ssthresh else 1.0 / self.cwnd
+        self.cwnd = min(self.cwnd, self.max_cwnd)
+
+    def _drop(self, host: HostScan, sent_ms: float) -> None:
+        # Once per round trip: only probes sent after the last cut may cut again.
+        if sent_ms > host.last_drop_ms:
+            host.ssthresh = max(host.cwnd / 2, 2.0)
+            host.cwnd = max(host.cwnd / 2, self.min_cwnd)
+            host.last_drop_ms = sent_ms + 0.001
+        if sent_ms > self.last_drop_ms:
+            self.ssthresh = max(self.cwnd / 2, 2.0)
+            self.cwnd = max(self.cwnd / 2, self.min_cwnd)
+            self.last_drop_ms = sent_ms + 0.001
+
+    def _finish(self, host: HostScan, now_ms: float) -> list[Probe]:
+        abandoned = list(host.outstanding)
+        self.outstanding -= len(abandoned)
+        host.outstanding.clear()
+        host.pending.clear()
+        host.retries.clear()
+        self._mark_done(host, now_ms)
+        return abandoned
+
+    def _maybe_done(self, host: HostScan, now_ms: float) -> None:
+        if not host.outstanding and not host.has_work() and not host.done:
+            self._mark_done(host, now_ms)
+
+    def _mark_done(self, host: HostScan, now_ms: float) -> None:
+        host.done = True
+        host.finished_ms = now_ms
+        host.work_done = host.work_total
+        self._active.remove(host)
