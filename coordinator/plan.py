@@ -1,0 +1,159 @@
+"""From a parsed command line to a frozen, validated scan plan.
+
+Everything the user can get wrong is checked here, before any packet leaves: ports, timing,
+target syntax, input files. The plan's ``options`` are what every host-group job carries.
+"""
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import time
+import uuid
+from dataclasses import dataclass
+
+from coordinator.errors import UserError
+from coordinator.grouping import host_group_sizes
+from coordinator.ports import default_ports, fast_ports, parse_port_spec, top_ports
+from coordinator.services import ServiceTable, load_service_table
+from coordinator.targets import parse_excludes, validate_tokens
+from coordinator.timing import build_timing, parse_template, parse_time_ms
+from worker.datadir import DataPath
+from worker.protocol import PortSet, ScanOptions
+
+@dataclass(frozen=True)
+class ScanPlan:
+    scan_id: str
+    command_line: str
+    start_time: float
+    target_tokens: tuple[str, ...]
+    input_file: str | None
+    excludes: tuple[str, ...]
+    exclude_file: str | None
+    address_family: int  # for target names: 4, or 6 with -6
+    options: ScanOptions
+    outputs: tuple[tuple[str, str], ...]  # (format, destination); "-" is stdout
+    first_group_size: int
+    group_size: int
+    show_reason: bool
+    open_only: bool
+    datapath: DataPath
+    services: ServiceTable = dataclasses.field(compare=False, repr=False)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def interactive(self) -> bool:
+        """Whether the screen gets Nmap's interactive output (not when a file format does)."""
+        return not any(dest == "-" for _, dest in self.outputs)
+
+
+def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
+    warnings: list[str] = []
+    datapath = DataPath.from_environment(args.datadir, environ, environ.get("HOME"))
+    services = load_service_table(datapath)
+    warnings.extend(services.warnings)
+    ping_only = bool(args.ping_only)
+    if ping_only and (args.ports or args.top_ports or args.fast):
+        raise UserError("-sn (no port scan) cannot be combined with -p, --top-ports or -F")
+    ports = PortSet() if ping_only else _choose_ports(args, services, warnings)
+    if not ping_only and ports.count("tcp") == 0:
+        raise UserError("No TCP ports to scan: the port list selects none for -sT")
+
+    if not args.targets and not args.input_file:
+        raise UserError("no targets given (see 'nsecluster scan --help')")
+    validate_tokens(args.targets, 6 if args.ipv6 else None)
+    for text in args.exclude:
+        parse_excludes(text)
+
+    timing = build_timing(parse_template(args.timing) if args.timing is not None else 3, {
+        "initial_rtt_timeout_ms": _time(args.initial_rtt_timeout, "--initial-rtt-timeout"),
+        "min_rtt_timeout_ms": _time(args.min_rtt_timeout, "--min-rtt-timeout"),
+        "max_rtt_timeout_ms": _time(args.max_rtt_timeout, "--max-rtt-timeout"),
+        "max_retries": args.max_retries,
+        "host_timeout_ms": _time(args.host_timeout, "--host-timeout"),
+        "scan_delay_ms": _time(args.scan_delay, "--scan-delay"),
+        "max_scan_delay_ms": _time(args.max_scan_delay, "--max-scan-delay"),
+        "min_rate": args.min_rate,
+        "max_rate": args.max_rate,
+        "min_parallelism": args.min_parallelism,
+        "max_parallelism": args.max_parallelism,
+    })
+    options = ScanOptions(
+        ports=ports,
+        scan_type="none" if ping_only else "connect",
+        randomize_ports=not args.sequential,
+        host_discovery=not args.no_ping,
+        reverse_dns=args.dns or "up",
+        dns_servers=_dns_servers(args.dns_servers),
+        system_dns=bool(args.system_dns),
+        timing=timing,
+        verbosity=args.verbosity + args.debugging,  # as in Nmap, each -d also adds a -v
+        debugging=args.debugging,
+    )
+    first, size = host_group_sizes(ports.count("tcp"), ports.count("udp"), not ping_only,
+                                   timing.level, args.min_hostgroup, args.max_hostgroup)
+    return ScanPlan(
+        scan_id=uuid.uuid4().hex,
+        command_line=command_line,
+        start_time=time.time(),
+        target_tokens=tuple(args.targets),
+        input_file=args.input_file,
+        excludes=tuple(args.exclude),
+        exclude_file=args.excludefile,
+        address_family=6 if args.ipv6 else 4,
+        options=options,
+        outputs=_outputs(args),
+        first_group_size=first,
+        group_size=size,
+        show_reason=bool(args.reason),
+        open_only=bool(args.open),
+        datapath=datapath,
+        services=services,
+        warnings=tuple(warnings),
+    )
+
+
+def _choose_ports(args, services: ServiceTable, warnings: list[str]) -> PortSet:
+    protocols = ("tcp",)
+    if args.fast and args.ports:
+        raise UserError("You cannot use -F (fast scan) with -p (explicit port selection) but "
+                        "see --top-ports to fast scan a range of ports")
+    within = None
+    if args.ports:
+        selection = parse_port_spec(args.ports, services, protocols)
+        warnings.extend(selection.warnings)
+        if not args.top_ports:
+            return selection.for_protocols(protocols)
+        within = selection
+    if args.top_ports:
+        selection = top_ports(args.top_ports, services, protocols, within=within)
+    elif args.fast:
+        selection = fast_ports(services, protocols)
+    else:
+        selection = default_ports(services, protocols)
+    return selection.for_protocols(protocols)
+
+
+def _time(value: str | None, option: str) -> int | None:
+    return None if value is None else parse_time_ms(value, option)
+
+
+def _dns_servers(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    servers = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            servers.append(str(ipaddress.ip_address(item)))
+        except ValueError:
+            raise UserError(f"--dns-servers: {item!r} is not an IP address") from None
+    return tuple(servers)
+
+
+def _outputs(args) -> tuple[tuple[str, str], ...]:
+    outputs = [(fmt, dest) for fmt, dest in (
+        ("all", args.out_all), ("normal", args.out_normal), ("xml", args.out_xml),
+        ("grepable", args.out_grepable), ("json", args.out_json)) if dest]
+    if sum(dest == "-" for _, dest in outputs) > 1 or ("all", "-") in outputs:
+        raise UserError("Cannot display multiple output types to stdout.")
+    return tuple(outputs)

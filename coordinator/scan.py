@@ -1,0 +1,120 @@
+"""``nsecluster scan``: plan, split into host groups, run them, write every output as each
+group completes (so a killed scan keeps every finished host)."""
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+
+from coordinator.grouping import host_groups
+from coordinator.output import open_writers
+from coordinator.output.model import RunStats, ScanInfo
+from coordinator.plan import ScanPlan, build_plan
+from coordinator.progress import ProgressDisplay, StdoutProxy
+from coordinator.targets import TargetStream, parse_excludes, read_exclude_file, read_target_file
+from worker.protocol import HostResult, Service
+
+
+def run_scan_command(args, command_line: str, environ: dict) -> int:
+    plan = build_plan(args, command_line, environ)
+    for warning in plan.warnings:
+        print(warning, file=sys.stderr)
+    return Scan(plan).run()
+
+
+class Scan:
+    def __init__(self, plan: ScanPlan):
+        self.plan = plan
+        self.resolve_failures = 0
+        self.hosts_total = self.hosts_up = self.hosts_down = 0
+
+    def run(self) -> int:
+        plan = self.plan
+        targets = self._targets()
+        info = ScanInfo(
+            command_line=plan.command_line, start_time=plan.start_time,
+            scan_type=plan.options.scan_type, tcp_ranges=plan.options.ports.tcp,
+            udp_ranges=plan.options.ports.udp, verbosity=plan.options.verbosity,
+            debugging=plan.options.debugging, show_reason=plan.show_reason,
+            open_only=plan.open_only)
+        writers = open_writers(plan.outputs, info, stdout=StdoutProxy())
+        progress = ProgressDisplay(
+            enabled=sys.stderr.isatty() and plan.interactive,
+            estimated_hosts=targets.estimated_count())
+        interrupted = False
+        started = time.monotonic()
+        try:
+            writers.begin(info)
+            interrupted = self._run_groups(targets, writers, progress)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            progress.close()
+            if self.hosts_total == 0 and not interrupted:
+                print("WARNING: No targets were specified, so 0 hosts scanned.",
+                      file=sys.stderr)
+            writers.end(RunStats(end_time=time.time(), elapsed_s=time.monotonic() - started,
+                                 hosts_total=self.hosts_total, hosts_up=self.hosts_up,
+                                 hosts_down=self.hosts_down, interrupted=interrupted))
+            writers.close()
+        if interrupted:
+            return 130
+        return 1 if self.resolve_failures else 0
+
+    def _targets(self) -> TargetStream:
+        plan = self.plan
+        tokens = iter(plan.target_tokens)
+        if plan.input_file is not None:
+            file_tokens = read_target_file(plan.input_file, sys.stdin)  # fails now, not later
+            tokens = itertools.chain(tokens, file_tokens)
+        excludes = [spec for text in plan.excludes for spec in parse_excludes(text)]
+        if plan.exclude_file is not None:
+            excludes.extend(read_exclude_file(plan.exclude_file))
+        from coordinator.resolve import make_name_resolver
+        # Without -6 both families' literals are scanned (Nmap insists on -6 for IPv6); names
+        # resolve to the family of -6.
+        return TargetStream(tokens, excludes, make_name_resolver(plan.address_family),
+                            self._resolve_failed,
+                            family=6 if plan.address_family == 6 else None,
+                            on_warning=lambda message: print(message, file=sys.stderr))
+
+    def _resolve_failed(self, message: str) -> None:
+        self.resolve_failures += 1
+        print(message, file=sys.stderr)
+
+    def _run_groups(self, targets: TargetStream, writers, progress: ProgressDisplay) -> bool:
+        from coordinator.embedded import EmbeddedRunner
+
+        plan = self.plan
+        runner = EmbeddedRunner(plan.scan_id, plan.options)
+        for index, group in enumerate(host_groups(targets, plan.first_group_size,
+                                                  plan.group_size)):
+            if plan.options.verbosity:
+                print(f"Scanning {len(group)} host{'s' if len(group) != 1 else ''} "
+                      f"[{plan.options.ports.count('tcp')} ports/host]", file=sys.stderr)
+            progress.group_started(len(group))
+            result = runner.run_group(index, group, on_progress=progress.update)
+            for host in result.hosts:
+                name_ports(host, plan.services)
+                self._count(host)
+                writers.host(host)
+            progress.group_finished(len(result.hosts))
+            if result.interrupted:
+                return True
+        return False
+
+    def _count(self, host: HostResult) -> None:
+        self.hosts_total += 1
+        if host.status == "down":
+            self.hosts_down += 1
+        else:
+            self.hosts_up += 1
+
+
+def name_ports(host: HostResult, services) -> None:
+    """Nmap's table guess for every port the scan did not identify otherwise."""
+    for port in host.ports:
+        if port.service is None:
+            name = services.name(port.protocol, port.portid)
+            if name is not None:
+                port.service = Service(name=name, method="table", conf=3)
