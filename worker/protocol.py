@@ -79,6 +79,28 @@ def merge_ranges(ports) -> tuple[tuple[int, int], ...]:
     return tuple((low, high) for low, high in out)
 
 
+def merge_intervals(ranges) -> tuple[tuple[int, int], ...]:
+    """Sorted, merged inclusive ranges from possibly overlapping or adjacent ones."""
+    out: list[list[int]] = []
+    for low, high in sorted(ranges):
+        if out and low <= out[-1][1] + 1:
+            out[-1][1] = max(out[-1][1], high)
+        else:
+            out.append([low, high])
+    return tuple((low, high) for low, high in out)
+
+
+def shown_ports_limit(verbosity: int, debugging: int) -> int | None:
+    """Nmap's rule for how many ports of one state (all protocols together) a report lists one
+    by one; a state with more is summarized ("Not shown: ..."). None: no limit (-ddd)."""
+    if debugging > 2:
+        return None
+    limit = 25
+    if verbosity or debugging:
+        limit *= (verbosity + 1) + 20 * debugging
+    return limit
+
+
 def format_ranges(ranges) -> str:
     """Nmap's compact port list: ``1-21,23,80-100``."""
     return ",".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
@@ -162,6 +184,23 @@ class PortResult:
 
 
 @dataclass(slots=True)
+class PortRun:
+    """Many ports sharing protocol, state, reason and TTL, with no per-port detail. Workers
+    report a state this way when it has more ports than any report lists one by one (see
+    ``shown_ports_limit``), so a 65,535-port host is a few runs, not 65,535 objects."""
+
+    protocol: str
+    state: str
+    reason: str
+    reason_ttl: int
+    ranges: tuple[tuple[int, int], ...]
+
+    @property
+    def count(self) -> int:
+        return sum(high - low + 1 for low, high in self.ranges)
+
+
+@dataclass(slots=True)
 class HostResult:
     address: str
     targetname: str | None = None
@@ -170,7 +209,8 @@ class HostResult:
     reason_ttl: int = 0
     hostnames: list[tuple[str, str]] = field(default_factory=list)  # (name, "user"|"PTR")
     other_addresses: list[str] = field(default_factory=list)  # of the user's name, unscanned
-    ports: list[PortResult] = field(default_factory=list)
+    ports: list[PortResult] = field(default_factory=list)  # ports reported one by one
+    port_runs: list[PortRun] = field(default_factory=list)  # the rest, in bulk
     start_time: float = 0.0  # epoch seconds
     end_time: float = 0.0
     srtt_us: int | None = None
@@ -182,6 +222,10 @@ class HostResult:
     @property
     def family(self) -> int:
         return 6 if ":" in self.address else 4
+
+    @property
+    def port_count(self) -> int:
+        return len(self.ports) + sum(run.count for run in self.port_runs)
 
     @property
     def ptr_name(self) -> str | None:
@@ -296,9 +340,15 @@ class _Reader:
         return _Reader(self._get(key, (dict,)), f"{self.where}.{key}")
 
 
+def _list(value, where) -> list:
+    if not isinstance(value, (list, tuple)):
+        raise ProtocolError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
 def _ranges_from_wire(items, where):
     out = []
-    for item in items:
+    for item in _list(items, where):
         if (not isinstance(item, (list, tuple)) or len(item) != 2
                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in item)
                 or not 0 <= item[0] <= item[1] <= 65535):
@@ -396,10 +446,13 @@ def _service_from_wire(data) -> Service | None:
                                      for name in _SERVICE_FIELDS})
 
 
-def _structured_ok(tree) -> bool:
+_MAX_STRUCTURE_DEPTH = 64
+
+
+def _structured_ok(tree, depth: int = 0) -> bool:
     if tree is None:
         return True
-    if not isinstance(tree, list):
+    if not isinstance(tree, list) or depth > _MAX_STRUCTURE_DEPTH:
         return False
     for entry in tree:
         if not isinstance(entry, (list, tuple)) or len(entry) != 2:
@@ -407,7 +460,7 @@ def _structured_ok(tree) -> bool:
         key, value = entry
         if key is not None and not isinstance(key, str):
             return False
-        if not isinstance(value, str) and not _structured_ok(value):
+        if not isinstance(value, str) and not _structured_ok(value, depth + 1):
             return False
     return True
 
@@ -418,7 +471,7 @@ def _scripts_to_wire(scripts):
 
 def _scripts_from_wire(items, where):
     out = []
-    for item in items:
+    for item in _list(items, where):
         if (not isinstance(item, (list, tuple)) or len(item) != 3
                 or not isinstance(item[0], str) or not isinstance(item[1], str)
                 or not _structured_ok(item[2])):
@@ -428,24 +481,15 @@ def _scripts_from_wire(items, where):
 
 
 def _host_to_wire(h: HostResult) -> dict:
-    # Ports without service or script details travel as ranges per (proto, state, reason, ttl):
-    # a 65,535-port host is a handful of runs, not 65,535 records.
-    runs: dict[tuple, list[int]] = {}
-    detailed = []
-    for p in h.ports:
-        if p.service is None and not p.scripts:
-            runs.setdefault((p.protocol, p.state, p.reason, p.reason_ttl), []).append(p.portid)
-        else:
-            detailed.append([p.protocol, p.portid, p.state, p.reason, p.reason_ttl,
-                             _service_to_wire(p.service), _scripts_to_wire(p.scripts)])
     return {
         "address": h.address, "targetname": h.targetname, "status": h.status,
         "reason": h.reason, "reason_ttl": h.reason_ttl,
         "hostnames": [list(n) for n in h.hostnames],
         "other_addresses": list(h.other_addresses),
-        "port_runs": [[*key, [list(r) for r in merge_ranges(ports)]]
-                      for key, ports in runs.items()],
-        "ports": detailed,
+        "port_runs": [[r.protocol, r.state, r.reason, r.reason_ttl, [list(x) for x in r.ranges]]
+                      for r in h.port_runs],
+        "ports": [[p.protocol, p.portid, p.state, p.reason, p.reason_ttl,
+                   _service_to_wire(p.service), _scripts_to_wire(p.scripts)] for p in h.ports],
         "start": h.start_time, "end": h.end_time,
         "srtt": h.srtt_us, "rttvar": h.rttvar_us, "to": h.timeout_us,
         "timed_out": h.timed_out, "scripts": _scripts_to_wire(h.scripts),
@@ -458,13 +502,14 @@ def _port_fields_ok(proto, state, reason, ttl) -> bool:
 
 
 def _host_from_wire(r: _Reader) -> HostResult:
-    ports: list[PortResult] = []
+    runs: list[PortRun] = []
     for run in r.list("port_runs"):
         if not isinstance(run, (list, tuple)) or len(run) != 5 or not _port_fields_ok(*run[:4]):
             raise ProtocolError("host.port_runs: bad entry")
         proto, state, reason, ttl, ranges = run
-        for low, high in _ranges_from_wire(ranges, "host.port_runs"):
-            ports.extend(PortResult(proto, n, state, reason, ttl) for n in range(low, high + 1))
+        runs.append(PortRun(proto, state, reason, ttl,
+                            _ranges_from_wire(ranges, "host.port_runs")))
+    ports: list[PortResult] = []
     for item in r.list("ports"):
         if (not isinstance(item, (list, tuple)) or len(item) != 7
                 or not _port_fields_ok(item[0], item[2], item[3], item[4])
@@ -473,7 +518,6 @@ def _host_from_wire(r: _Reader) -> HostResult:
         ports.append(PortResult(item[0], item[1], item[2], item[3], item[4],
                                 _service_from_wire(item[5]),
                                 _scripts_from_wire(item[6], "host.ports.scripts")))
-    ports.sort(key=lambda p: (p.protocol, p.portid))
     status = r.str("status")
     if status not in ("up", "down", "skipped"):
         raise ProtocolError(f"host.status: unknown status {status!r}")
@@ -487,7 +531,7 @@ def _host_from_wire(r: _Reader) -> HostResult:
         address=_checked_address(r.str("address"), "host.address"),
         targetname=r.str("targetname", optional=True),
         status=status, reason=r.str("reason"), reason_ttl=r.int("reason_ttl"),
-        hostnames=hostnames, ports=ports,
+        hostnames=hostnames, ports=ports, port_runs=runs,
         other_addresses=[_checked_address(a, "host.other_addresses")
                          for a in r.list("other_addresses")],
         start_time=float(r.num("start")), end_time=float(r.num("end")),

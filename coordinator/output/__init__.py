@@ -25,11 +25,24 @@ from typing import Iterable, TextIO
 from coordinator.errors import UserError
 from worker.protocol import HostResult, ScriptResult
 
-from .grepable import GrepableWriter
-from .jsonout import JsonWriter
 from .model import RunStats, ScanInfo
-from .normal import InteractiveWriter, NormalWriter, Writer
-from .xml import DEFAULT_STYLESHEET, XmlWriter
+
+DEFAULT_STYLESHEET = "https://svn.nmap.org/nmap/docs/nmap.xsl"
+# Each format's module loads only when a scan asks for that format.
+_WRITER_CLASSES = {"normal": (".normal", "NormalWriter"),
+                   "interactive": (".normal", "InteractiveWriter"),
+                   "xml": (".xml", "XmlWriter"), "grepable": (".grepable", "GrepableWriter"),
+                   "json": (".jsonout", "JsonWriter"), "": (".normal", "Writer")}
+_LAZY = {cls: (module, cls) for module, cls in _WRITER_CLASSES.values()}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, cls = _LAZY[name]
+        return getattr(importlib.import_module(module, __name__), cls)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["FORMATS", "GrepableWriter", "InteractiveWriter", "JsonWriter", "NormalWriter",
            "OutputSet", "RunStats", "ScanInfo", "Writer", "XmlWriter", "open_writers"]
@@ -62,7 +75,7 @@ class OutputSet:
         self._closed = False
 
     @property
-    def writers(self) -> list[Writer]:
+    def writers(self) -> list:
         return [e.writer for e in self._entries]
 
     def _each(self, method: str, *args) -> None:
@@ -133,16 +146,11 @@ def _expand(specs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def _make_writer(fmt: str, stream: TextIO, xml_stylesheet: str | None) -> Writer:
-    if fmt == "normal":
-        return NormalWriter(stream)
-    if fmt == "interactive":
-        return InteractiveWriter(stream)
+def _make_writer(fmt: str, stream: TextIO, xml_stylesheet: str | None):
+    writer_class = __getattr__(_WRITER_CLASSES[fmt][1])
     if fmt == "xml":
-        return XmlWriter(stream, stylesheet=xml_stylesheet)
-    if fmt == "grepable":
-        return GrepableWriter(stream)
-    return JsonWriter(stream)
+        return writer_class(stream, stylesheet=xml_stylesheet)
+    return writer_class(stream)
 
 
 def open_writers(specs: Iterable[tuple[str, str]], info: ScanInfo, *,

@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any, TextIO
 
-from worker.protocol import HostResult, PortResult, ScriptResult, Service, merge_ranges
+from worker.protocol import HostResult, PortResult, ScriptResult, Service, merge_intervals
 
 from .model import RunStats, ScanInfo
 from .normal import (SCANNER, Writer, done_summary, host_is_reported, interruption_message,
@@ -108,13 +108,12 @@ def host_json(host: HostResult, info: ScanInfo) -> dict:
         for state in ignored:
             reasons = []
             for g in state.groups:
-                by_ttl: dict[int, list[int]] = {}
-                for portid, ttl in zip(g.ports, g.ttls):
-                    by_ttl.setdefault(ttl, []).append(portid)
-                for ttl, portids in by_ttl.items():
+                for ttl, ranges in g.by_ttl.items():
+                    merged = merge_intervals(ranges)
                     reasons.append({"reason": text(g.reason), "reason_ttl": ttl,
-                                    "protocol": g.protocol, "count": len(portids),
-                                    "ports": [list(r) for r in merge_ranges(portids)]})
+                                    "protocol": g.protocol,
+                                    "count": sum(high - low + 1 for low, high in merged),
+                                    "ports": [list(r) for r in merged]})
             record["extraports"].append({"state": state.state, "count": state.count,
                                          "reasons": reasons})
     return record

@@ -14,7 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from worker.protocol import HostResult, PortResult, ScriptResult, Service, merge_ranges
+from worker.protocol import (HostResult, PortResult, ScriptResult, Service, merge_intervals,
+                             shown_ports_limit)
 
 from .model import RunStats, ScanInfo
 
@@ -86,24 +87,22 @@ def host_is_timed(info: ScanInfo) -> bool:
     return info.scan_type != "none" or info.script_scan
 
 
-def max_per_state(info: ScanInfo) -> int:
+def max_per_state(info: ScanInfo) -> int | None:
     """More ports than this in one state (all protocols together) collapse into "Not shown"."""
-    limit = 25
-    if info.verbosity or info.debugging:
-        limit *= (info.verbosity + 1) + 20 * info.debugging
-    return limit
+    return shown_ports_limit(info.verbosity, info.debugging)
 
 
 def is_ignored_state(state: str, count: int, info: ScanInfo) -> bool:
-    if info.debugging > 2 or count == 0:
+    limit = max_per_state(info)
+    if limit is None or count == 0:
         return False
     if state == "open":
         return False
-    if state == "open|filtered" and (info.verbosity > 2 or info.debugging > 2):
+    if state == "open|filtered" and info.verbosity > 2:
         return False
     if info.open_only and state not in ("open|filtered", "unfiltered"):
         return True
-    return count > max_per_state(info)
+    return count > limit
 
 
 @dataclass(slots=True)
@@ -112,16 +111,16 @@ class ReasonGroup:
 
     protocol: str
     reason: str
-    ports: list[int] = field(default_factory=list)
-    ttls: list[int] = field(default_factory=list)  # reason_ttl of each port, same order
+    count: int = 0
+    by_ttl: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # ttl -> ranges
 
-    @property
-    def count(self) -> int:
-        return len(self.ports)
+    def add(self, ranges, ttl: int, count: int) -> None:
+        self.by_ttl.setdefault(ttl, []).extend(ranges)
+        self.count += count
 
     @property
     def ranges(self) -> tuple[tuple[int, int], ...]:
-        return merge_ranges(self.ports)
+        return merge_intervals(r for ranges in self.by_ttl.values() for r in ranges)
 
 
 @dataclass(slots=True)
@@ -142,20 +141,31 @@ def split_ports(host: HostResult, info: ScanInfo) -> tuple[list[PortResult], lis
     States: most ports first, ties in Nmap's state order. Within a state, (protocol, reason)
     groups: most ports first; on a tie the group first met later (ports walked TCP..SCTP, low to
     high) comes first, as Nmap 7.93 prints them."""
-    ports = sort_ports(host.ports)
-    counts = Counter(p.state for p in ports)
+    counts: Counter = Counter(p.state for p in host.ports)
+    for run in host.port_runs:
+        counts[run.state] += run.count
     ignored = {s for s, c in counts.items() if is_ignored_state(s, c, info)}
-    shown = [p for p in ports if p.state not in ignored]
+    # A bulk run is only ever listed port by port when its state is shown after all.
+    listed = list(host.ports)
+    for run in host.port_runs:
+        if run.state not in ignored:
+            listed.extend(PortResult(run.protocol, port, run.state, run.reason, run.reason_ttl)
+                          for low, high in run.ranges for port in range(low, high + 1))
+    shown = sort_ports(p for p in listed if p.state not in ignored)
+    # (first port, protocol rank, ranges, ttl, count) of every ignored piece, walked in order
+    pieces = [(p.portid, _PROTO_RANK.get(p.protocol, 9), p, ((p.portid, p.portid),),
+               p.reason_ttl, 1) for p in listed if p.state in ignored]
+    pieces += [(run.ranges[0][0], _PROTO_RANK.get(run.protocol, 9), run, run.ranges,
+                run.reason_ttl, run.count) for run in host.port_runs if run.state in ignored]
+    pieces.sort(key=lambda piece: (piece[1], piece[0]))
     by_state: dict[str, dict[tuple[str, str], ReasonGroup]] = {}
-    for port in ports:
-        if port.state in ignored:
-            groups = by_state.setdefault(port.state, {})
-            group = groups.get((port.protocol, port.reason))
-            if group is None:
-                group = groups[(port.protocol, port.reason)] = ReasonGroup(port.protocol,
-                                                                           port.reason)
-            group.ports.append(port.portid)
-            group.ttls.append(port.reason_ttl)
+    for _, _, item, ranges, ttl, count in pieces:
+        groups = by_state.setdefault(item.state, {})
+        key = (item.protocol, item.reason)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = ReasonGroup(item.protocol, item.reason)
+        group.add(ranges, ttl, count)
     states = []
     for state, groups in by_state.items():
         ordered = list(groups.values())[::-1]  # later first-seen first ...
@@ -397,7 +407,8 @@ def host_lines(host: HostResult, info: ScanInfo) -> list[str]:
         if shown and ignored:
             lines.append(not_shown_line(ignored))
         elif ignored:
-            lines.append(f"All {len(host.ports)} scanned ports on {name} are in ignored states.")
+            lines.append(f"All {host.port_count} scanned ports on {name} are in ignored "
+                         f"states.")
             lines.append(not_shown_line(ignored))
         else:
             lines.append("")

@@ -14,13 +14,13 @@ from typing import TextIO
 
 from worker.protocol import HostResult, PortResult, ScriptResult, Service, format_ranges
 
+from . import DEFAULT_STYLESHEET
 from .model import RunStats, ScanInfo
 from .normal import (SCANNER, Writer, done_summary, host_is_reported, host_is_timed,
                      interruption_message, is_timed_out, protect_xml, split_ports, to_bytes,
                      user_name)
 
 XML_OUTPUT_VERSION = "1.05"
-DEFAULT_STYLESHEET = "https://svn.nmap.org/nmap/docs/nmap.xsl"
 
 _ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;",
             "\t": "&#x9;", "\n": "&#xa;", "\r": "&#xd;"}
@@ -33,9 +33,15 @@ def _hex_bytes(match: re.Match) -> str:
     return "".join(f"\\x{b:02X}" for b in to_bytes(match.group()))
 
 
+_NEEDS_WORK_RE = re.compile(_ESCAPE_RE.pattern[:-1] + _INVALID_RE.pattern[1:])
+
+
 def escape(text) -> str:
     """Escape for an attribute value or text node; forbidden characters become ``\\xHH``."""
-    text = _INVALID_RE.sub(_hex_bytes, str(text))
+    text = str(text)
+    if _NEEDS_WORK_RE.search(text) is None:  # the common case: nothing to do
+        return text
+    text = _INVALID_RE.sub(_hex_bytes, text)
     return _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group()], text)
 
 

@@ -19,7 +19,7 @@ from coordinator.output import InteractiveWriter, NormalWriter, OutputSet, open_
 from coordinator.output.model import RunStats, ScanInfo
 from coordinator.output.normal import (escape_script_text, format_latency, is_ignored_state,
                                        script_lines, split_ports)
-from worker.protocol import HostResult, PortResult, ScriptResult, Service
+from worker.protocol import HostResult, PortResult, PortRun, ScriptResult, Service, merge_ranges
 
 T0 = 1795730241  # Thu Nov 26 21:57:21 2026 UTC
 
@@ -443,7 +443,8 @@ def test_split_ports_shows_or_collapses_every_port_once(raw, verbosity, open_onl
             ports.append(PortResult(proto, n, state, reason))
     scan = info(verbosity=verbosity, open_only=open_only)
     shown, ignored = split_ports(host(ports=ports), scan)
-    collapsed = {(g.protocol, n) for s in ignored for g in s.groups for n in g.ports}
+    collapsed = {(g.protocol, n) for s in ignored for g in s.groups
+                 for low, high in g.ranges for n in range(low, high + 1)}
     assert {(p.protocol, p.portid) for p in shown} | collapsed == seen
     assert len(shown) + sum(s.count for s in ignored) == len(ports)
     assert all(p.state != s.state for p in shown for s in ignored)
@@ -616,3 +617,35 @@ def test_same_body_as_nmap_for_listeners_on_loopback(tmp_path, mode, listeners):
     their_body = [line for line in body(theirs).splitlines()
                   if not line.startswith(("Read data files", "Warning"))]
     assert body(ours).splitlines() == their_body
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["tcp", "udp"]), st.integers(1, 400),
+                          st.sampled_from(["closed", "filtered", "open"]),
+                          st.sampled_from(["conn-refused", "no-response"])), max_size=300),
+       st.sets(st.sampled_from(["closed", "filtered"])), st.integers(0, 3), st.integers(0, 3))
+def test_bulk_runs_split_exactly_like_the_same_ports_one_by_one(raw, bulk_states, verbosity,
+                                                                  debugging):
+    seen, ports = set(), []
+    for proto, n, state, reason in raw:
+        if (proto, n) not in seen:
+            seen.add((proto, n))
+            ports.append(PortResult(proto, n, state, reason))
+    runs, single = {}, []
+    for p in ports:
+        if p.state in bulk_states:
+            runs.setdefault((p.protocol, p.state, p.reason), []).append(p.portid)
+        else:
+            single.append(p)
+    bulk = host(ports=single, port_runs=[PortRun(proto, state, reason, 0, merge_ranges(nums))
+                                         for (proto, state, reason), nums in runs.items()])
+    scan = info(verbosity=verbosity, debugging=debugging)
+    expected_shown, expected_ignored = split_ports(host(ports=ports), scan)
+    shown, ignored = split_ports(bulk, scan)
+    assert bulk.port_count == len(ports)
+    assert [(p.protocol, p.portid, p.state) for p in shown] == [
+        (p.protocol, p.portid, p.state) for p in expected_shown]
+    assert [(s.state, s.count, [(g.protocol, g.reason, g.count, g.ranges) for g in s.groups])
+            for s in ignored] == [
+        (s.state, s.count, [(g.protocol, g.reason, g.count, g.ranges) for g in s.groups])
+        for s in expected_ignored]
