@@ -11,7 +11,6 @@ import ipaddress
 import random
 import socket
 import struct
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from worker.nsock.loop import EventLoop
@@ -254,6 +253,8 @@ class SystemReverseResolver:
         self.loop = loop
         self.on_name = on_name
         self._outstanding = 0
+        from concurrent.futures import ThreadPoolExecutor  # only --system-dns needs threads
+
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rdns")
 
     @property

@@ -9,14 +9,16 @@ import random
 import time
 from typing import Callable
 
-from worker.dns import make_resolver
 from worker.nsock.loop import EventLoop, process_loop
-from worker.protocol import GroupJob, GroupResult, HostResult, PortResult, Target
+from worker.protocol import (GroupJob, GroupResult, HostResult, PortResult, PortRun, Target,
+                             merge_ranges, shown_ports_limit)
 from worker.scan.connect import ConnectProber, fd_budget
 from worker.scan.ultra import HostScan, UltraScan
 
 ProgressCallback = Callable[[int, int], None]  # (units done, units in all) of the current phase
 _PROGRESS_EVERY_MS = 250
+# States scripts run on (nse-spec §4.4); always reported port by port.
+INTERESTING = ("open", "open|filtered", "unfiltered")
 
 
 def run_group(job: GroupJob, loop: EventLoop | None = None,
@@ -81,6 +83,8 @@ class _GroupRun:
         addresses = list(self.targets) if mode == "always" else up
         if not addresses:
             return
+        from worker.dns import make_resolver  # only scans that resolve names pay for it
+
         self.resolver = make_resolver(self.loop, self.options.dns_servers,
                                       self.options.system_dns, self._on_name)
         self.resolver.lookup(addresses)
@@ -92,22 +96,33 @@ class _GroupRun:
         if self.options.scan_type != "connect" or not up:
             return
         tcp_ports = list(self.options.ports.ports("tcp"))
+        scanned = set(tcp_ports)
+        # Discovery's connect to 80 or 443 already told that port's state: keep the answer
+        # rather than ask the same question again.
+        known = {}
+        for address in up:
+            ping = self.discovery.get(address)
+            if ping is not None:
+                known[address] = {port: outcome for port, outcome in ping.results.items()
+                                  if port in scanned and outcome[0] in ("open", "closed")}
 
-        def port_order():
-            if not self.options.randomize_ports:
-                return tcp_ports
-            shuffled = tcp_ports[:]
-            random.shuffle(shuffled)
-            return shuffled
+        def port_order(address):
+            answered = known.get(address)
+            ports = [p for p in tcp_ports if p not in answered] if answered else tcp_ports[:]
+            if self.options.randomize_ports:
+                random.shuffle(ports)
+            return ports
 
-        scan = UltraScan(((a, port_order()) for a in up), self.options.timing,
+        scan = UltraScan(((a, port_order(a)) for a in up), self.options.timing,
                          self.loop.now_ms(), fd_budget=fd_budget())
+        for host in scan.hosts:
+            host.results.update(known.get(host.key, {}))
         self.portscan = {h.key: h for h in scan.hosts}
         self._drive(scan)
 
     def _drive(self, scan: UltraScan) -> None:
         self.current = scan
-        ConnectProber(self.loop, scan, lambda address: address).run()
+        ConnectProber(self.loop, scan).run()  # host keys are the addresses
         self.current = None
 
     def _report(self) -> None:
@@ -164,6 +179,24 @@ class _GroupRun:
             host.timeout_us = int(timing_source.rtt.timeout_ms(self.options.timing) * 1000)
         if ports is not None:
             host.timed_out = ports.timed_out
-            host.ports = [PortResult("tcp", port, state, reason)
-                          for port, (state, reason) in sorted(ports.results.items())]
+            host.ports, host.port_runs = self._port_report(ports.results)
         return host
+
+    def _port_report(self, results: dict[int, tuple[str, str]]):
+        """Ports one by one, except states too big for any report to list (as runs)."""
+        by_outcome: dict[tuple[str, str], list[int]] = {}
+        for port in sorted(results):
+            by_outcome.setdefault(results[port], []).append(port)
+        state_counts: dict[str, int] = {}
+        for (state, _), numbers in by_outcome.items():
+            state_counts[state] = state_counts.get(state, 0) + len(numbers)
+        limit = shown_ports_limit(self.options.verbosity, self.options.debugging)
+        singles: list[PortResult] = []
+        runs: list[PortRun] = []
+        for (state, reason), numbers in by_outcome.items():
+            if limit is not None and state_counts[state] > limit and state not in INTERESTING:
+                runs.append(PortRun("tcp", state, reason, 0, merge_ranges(numbers)))
+            else:
+                singles.extend(PortResult("tcp", port, state, reason) for port in numbers)
+        singles.sort(key=lambda p: p.portid)
+        return singles, runs

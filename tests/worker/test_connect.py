@@ -24,7 +24,12 @@ def job(targets, ports, **options):
 
 
 def states(host):
-    return {p.portid: (p.state, p.reason) for p in host.ports}
+    """Every port's (state, reason), whether reported one by one or in a bulk run."""
+    found = {p.portid: (p.state, p.reason) for p in host.ports}
+    for run in host.port_runs:
+        for low, high in run.ranges:
+            found.update((n, (run.state, run.reason)) for n in range(low, high + 1))
+    return found
 
 
 def test_open_and_closed_ports_with_reasons(listeners):
@@ -64,7 +69,10 @@ def test_all_ports_of_one_host(listeners):
     result = run_group(job(["127.7.3.1"], range(1, 65536), timing=Timing(level=4)),
                        loop=EventLoop())
     (host,) = result.hosts
-    assert len(host.ports) == 65535
+    assert host.port_count == 65535 and len(states(host)) == 65535
+    # The closed bulk travels as runs; open ports always one by one.
+    assert [(r.state, r.reason) for r in host.port_runs] == [("closed", "conn-refused")]
+    assert all(p.state == "open" for p in host.ports)
     found = {p.portid for p in host.ports if p.state == "open"}
     assert opened <= found
     # Other open ports can only be services of this machine listening on every address.
@@ -171,3 +179,27 @@ def test_self_connect_is_not_an_open_port(netns):
     netns.run("sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=40000 40000")
     hosts = run_in_netns(netns, job(["127.0.0.1"], [40000], host_discovery=False))
     assert hosts["127.0.0.1"]["ports"]["40000"][0] == "closed"
+
+
+def accepted_count(listener_socket):
+    """Connections waiting in a listener's accept queue (the scan's, reset or not)."""
+    listener_socket.setblocking(False)
+    count = 0
+    for _ in range(1000):
+        try:
+            conn, _ = listener_socket.accept()
+        except BlockingIOError:
+            return count
+        conn.close()
+        count += 1
+    return count
+
+
+def test_discovery_answer_is_reused_not_asked_twice(listeners):
+    # Unprivileged discovery connects to 80 and 443; when the port scan includes the port that
+    # answered, that answer is the port's state: one connection to it, not two.
+    listeners.listen("127.7.9.1", 80)
+    result = run_group(job(["127.7.9.1"], [80, 81], timing=Timing()), loop=EventLoop())
+    (host,) = result.hosts
+    assert states(host) == {80: ("open", "syn-ack"), 81: ("closed", "conn-refused")}
+    assert accepted_count(listeners.sockets[0]) == 1

@@ -79,6 +79,11 @@ class EventLoop:
             except (OSError, ValueError):
                 pass  # already closed: the kernel dropped it from the epoll set
 
+    def forget(self, fd: int) -> None:
+        """Drop ``fd``'s callbacks without telling epoll: for an fd about to be closed, which
+        leaves the epoll set by itself (one system call fewer per short-lived socket)."""
+        self._handlers.pop(fd, None)
+
     def watched_count(self) -> int:
         return len(self._handlers) - 1  # minus the wake-up fd
 

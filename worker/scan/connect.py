@@ -9,18 +9,23 @@ TIME_WAIT sockets behind.
 """
 from __future__ import annotations
 
+import _socket
 import errno
 import functools
 import resource
-import socket
 import struct
 from typing import Callable, Hashable
 
 from worker.nsock.loop import EventLoop
 from worker.scan.ultra import Probe, UltraScan
 
+# The C socket type directly: a probe socket needs none of socket.socket's Python layer.
+_AF_INET, _AF_INET6 = _socket.AF_INET, _socket.AF_INET6
+_STREAM_NONBLOCK = _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK
+_SOL_SOCKET, _SO_ERROR, _SO_LINGER = _socket.SOL_SOCKET, _socket.SO_ERROR, _socket.SO_LINGER
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _EINPROGRESS = errno.EINPROGRESS
+_PUMP_SLICE_MS = 20
 
 # errno of a finished connect -> (port state, Nmap reason)
 CONNECT_OUTCOMES = {
@@ -33,8 +38,23 @@ CONNECT_OUTCOMES = {
     errno.EPERM: ("filtered", "admin-prohibited"),
 }
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+_LOCAL_SHORTAGE = (errno.EADDRNOTAVAIL, errno.EAGAIN, errno.ENOBUFS)
 _FD_RESERVE = 64  # for the resolver, outputs and the script engine's own sockets
 _SELF_CONNECT_RETRIES = 3
+_SHORTAGE_RETRIES = 50
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's source-port range: only a target port inside it can self-connect."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(v) for v in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 1, 65535
+
+
+_EPHEMERAL_LOW, _EPHEMERAL_HIGH = _ephemeral_range()
 
 
 def fd_budget() -> int:
@@ -54,14 +74,14 @@ class ConnectProber:
     """Drives one UltraScan to completion with connect probes on ``loop``."""
 
     def __init__(self, loop: EventLoop, scan: UltraScan,
-                 address_of: Callable[[Hashable], str]):
+                 address_of: Callable[[Hashable], str] | None = None):
         self.loop = loop
         self.scan = scan
         self.address_of = address_of
         self._pump_queued = False
         self._wakeup_timer = None
         self._expiry_timer = None
-        self._self_connects: dict[tuple, int] = {}
+        self._requeues: dict[tuple, int] = {}  # (host, port) -> probes sent again untried
 
     def run(self) -> None:
         if self.scan.timing.host_timeout_ms > 0:
@@ -88,11 +108,22 @@ class ConnectProber:
             self.loop.call_soon(self._pump)
 
     def _pump(self) -> None:
+        """Send what the windows allow. Answers that arrive while sending (loopback answers
+        inside connect) free room at once, so keep going, for a bounded slice of time."""
         self._pump_queued = False
         scan, loop = self.scan, self.loop
-        now = loop.now_ms()
-        for probe in scan.ready_probes(now):
-            self._launch(probe)
+        deadline = loop.now_ms() + _PUMP_SLICE_MS
+        while True:
+            now = loop.now_ms()
+            probes = scan.ready_probes(now)
+            if not probes:
+                break
+            for probe in probes:
+                if not probe.host.done:  # an earlier probe of this batch may have finished it
+                    self._launch(probe)
+            if loop.now_ms() >= deadline:
+                self._queue_pump()  # let timers and other sockets have the loop
+                return
         if self._wakeup_timer is None and not scan.finished:
             wake = scan.next_wakeup_ms(loop.now_ms())
             if wake is not None:
@@ -103,10 +134,9 @@ class ConnectProber:
         self._pump()
 
     def _launch(self, probe: Probe) -> None:
-        address = self.address_of(probe.host.key)
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        address = probe.host.key if self.address_of is None else self.address_of(probe.host.key)
         try:
-            sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+            sock = _socket.socket(_AF_INET6 if ":" in address else _AF_INET, _STREAM_NONBLOCK)
         except OSError as exc:
             if exc.errno in _OUT_OF_FDS:
                 # Fewer sockets than we planned for: shrink the budget and try again later.
@@ -115,38 +145,47 @@ class ConnectProber:
                 self.loop.call_later(10, self._queue_pump)
                 return
             raise
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
         err = sock.connect_ex((address, probe.port))
         if err == _EINPROGRESS:
-            timer = self.loop.call_later(self.scan.timeout_ms(probe.host),
-                                         functools.partial(self._on_timeout, probe))
-            probe.handle = (sock, timer)
-            self.loop.watch(sock.fileno(), on_write=functools.partial(self._on_connected, probe))
-        else:
-            probe.handle = (sock, None)
-            self._finish(probe, err)
+            # Loopback answers (and some local errors) complete inside connect(): look before
+            # waiting. A refusal is already in SO_ERROR; a finished handshake has a peer.
+            err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
+            if err == 0:
+                try:
+                    sock.getpeername()
+                except OSError:  # still connecting: wait for the answer
+                    timer = self.loop.call_later(self.scan.timeout_ms(probe.host),
+                                                 functools.partial(self._on_timeout, probe))
+                    probe.handle = (sock, timer)
+                    self.loop.watch(sock.fileno(),
+                                    on_write=functools.partial(self._on_connected, probe))
+                    return
+        probe.handle = (sock, None)
+        self._finish(probe, err)
 
     # -- answers ----------------------------------------------------------------------------
     def _on_connected(self, probe: Probe) -> None:
         sock = probe.handle[0]
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        self._finish(probe, err)
+        self._finish(probe, sock.getsockopt(_SOL_SOCKET, _SO_ERROR))
+        self._queue_pump()
 
     def _finish(self, probe: Probe, err: int) -> None:
         sock = probe.handle[0]
         outcome = CONNECT_OUTCOMES.get(err)
-        if err == 0 and _is_self_connect(sock):
-            # Loopback can connect a socket to itself when the ephemeral source port equals the
-            # target port (TCP simultaneous open). Nothing listens there: ask again from another
-            # source port; if the kernel keeps choosing this one, the port is closed.
-            key = (probe.host.key, probe.port)
-            self._self_connects[key] = self._self_connects.get(key, 0) + 1
-            if self._self_connects[key] <= _SELF_CONNECT_RETRIES:
-                self._close(probe)
-                self.scan.requeue(probe)
-                self._queue_pump()
+        if err == 0:
+            sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RESET)  # close with a RST
+            if _EPHEMERAL_LOW <= probe.port <= _EPHEMERAL_HIGH and _is_self_connect(sock):
+                # Loopback can connect a socket to itself when the ephemeral source port equals
+                # the target port (TCP simultaneous open). Nothing listens there: ask again from
+                # another source port; if the kernel keeps choosing this one, it is closed.
+                if self._requeue(probe, _SELF_CONNECT_RETRIES, 0):
+                    return
+                outcome = CONNECT_OUTCOMES[errno.ECONNREFUSED]
+        elif err in _LOCAL_SHORTAGE:
+            # No source port or buffer free right now: our shortage, not the target's answer.
+            # Wait and ask again; if it lasts, count it as a try without an answer.
+            if self._requeue(probe, _SHORTAGE_RETRIES, 10):
                 return
-            outcome = CONNECT_OUTCOMES[errno.ECONNREFUSED]
         self._close(probe)
         now = self.loop.now_ms()
         if outcome is None:  # ETIMEDOUT and anything unusual: no answer
@@ -154,7 +193,18 @@ class ConnectProber:
         else:
             for abandoned in self.scan.on_reply(probe, now, *outcome):
                 self._close(abandoned)
-        self._queue_pump()
+
+    def _requeue(self, probe: Probe, limit: int, delay_ms: float) -> bool:
+        """Send ``probe`` again without counting a try, at most ``limit`` times per port."""
+        key = (probe.host.key, probe.port)
+        count = self._requeues.get(key, 0) + 1
+        if count > limit:
+            return False
+        self._requeues[key] = count
+        self._close(probe)
+        self.scan.requeue(probe)
+        self.loop.call_later(delay_ms, self._queue_pump)
+        return True
 
     def _on_timeout(self, probe: Probe) -> None:
         self._close(probe)
@@ -178,11 +228,11 @@ class ConnectProber:
         sock, timer = handle
         if timer is not None:
             timer.cancel()
-            self.loop.unwatch(sock.fileno())
+            self.loop.forget(sock.fileno())  # close() takes it out of the epoll set
         sock.close()
 
 
-def _is_self_connect(sock: socket.socket) -> bool:
+def _is_self_connect(sock: _socket.socket) -> bool:
     try:
         return sock.getsockname()[:2] == sock.getpeername()[:2]
     except OSError:

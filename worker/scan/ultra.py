@@ -30,6 +30,7 @@ from worker.protocol import Timing
 INITIAL_CWND = 10.0
 INITIAL_SSTHRESH = 75.0
 DEFAULT_MAX_CWND = {0: 1, 1: 1, 2: 1, 3: 300, 4: 500, 5: 1000}
+_NOTHING: list = []  # shared empty result; callers only iterate it
 
 
 class Probe:
@@ -66,7 +67,7 @@ class RttEstimator:
 
 
 class HostScan:
-    __slots__ = ("key", "pending", "retries", "outstanding", "results", "cwnd", "ssthresh",
+    __slots__ = ("key", "pending", "retries", "outstanding", "results", "cwnd", "ssthresh", "queued",
                  "rtt", "max_good_tryno", "last_reply_sent_ms", "last_drop_ms", "next_send_ms",
                  "deadline_ms", "done", "finished_ms", "timed_out", "up", "up_reason",
                  "work_total", "work_done")
@@ -86,6 +87,7 @@ class HostScan:
         self.next_send_ms = 0.0
         self.deadline_ms = deadline_ms
         self.done = not self.pending
+        self.queued = False  # in UltraScan's queue of hosts with probes to send
         self.finished_ms: float | None = None
         self.timed_out = False
         self.up = False
@@ -107,8 +109,13 @@ class UltraScan:
         self.discovery = discovery
         deadline = now_ms + timing.host_timeout_ms if timing.host_timeout_ms > 0 else None
         self.hosts = [HostScan(key, ports, deadline) for key, ports in targets]
-        self._active = [h for h in self.hosts if not h.done]
-        self._rotate = 0
+        for host in self.hosts:
+            if host.done:  # nothing to ask this host
+                host.finished_ms = now_ms
+        self._active = sum(not h.done for h in self.hosts)
+        self._queue: deque[HostScan] = deque()  # hosts with probes to send, round robin
+        for host in self.hosts:
+            self._enqueue(host)
         cap = timing.max_parallelism or DEFAULT_MAX_CWND.get(timing.level, 300)
         self.max_cwnd = float(max(1, min(cap, fd_budget)))
         self.min_cwnd = float(max(1, min(timing.min_parallelism, self.max_cwnd)))
@@ -125,7 +132,7 @@ class UltraScan:
     # -- state queries ----------------------------------------------------------------------
     @property
     def finished(self) -> bool:
-        return not self._active
+        return self._active == 0
 
     def progress(self) -> tuple[int, int]:
         """(units finished, units in all): ports, or hosts in discovery."""
@@ -141,28 +148,33 @@ class UltraScan:
     # -- deciding what to send --------------------------------------------------------------
     def ready_probes(self, now_ms: float) -> list[Probe]:
         probes: list[Probe] = []
-        if not self._active:
+        queue = self._queue
+        if not queue:
             return probes
         timing = self.timing
         below_min_rate = timing.min_rate > 0 and (
             self.probes_sent < timing.min_rate * (now_ms - self.started_ms) / 1000.0)
         group_room = (self.fd_budget if below_min_rate else int(self.cwnd)) - self.outstanding
         group_room = min(group_room, self.fd_budget - self.outstanding)
-        if group_room <= 0:
-            return probes
-        active = self._active
-        count = len(active)
-        start = self._rotate % count
-        self._rotate += 1
-        for offset in range(count):
-            host = active[(start + offset) % count]
-            if host.done or not host.has_work() or host.next_send_ms > now_ms:
+        # Each host once per call at most, so a host held back by its own window or by
+        # --scan-delay costs one look, not a loop.
+        for _ in range(len(queue)):
+            if group_room <= 0:
+                break
+            host = queue.popleft()
+            host.queued = False
+            if host.done or not (host.pending or host.retries):
+                continue
+            if host.next_send_ms > now_ms:
+                self._enqueue(host)
                 continue
             room = (group_room if below_min_rate else int(host.cwnd) - len(host.outstanding))
             room = min(room, group_room)
-            while room > 0 and host.has_work():
+            while room > 0 and (host.pending or host.retries):
                 if timing.max_rate > 0:
                     if self._next_rate_ms > now_ms:
+                        self._enqueue(host)
+                        self._count_sent(probes)
                         return probes
                     self._next_rate_ms = max(self._next_rate_ms, now_ms) + 1000.0 / timing.max_rate
                 if host.retries:
@@ -177,16 +189,22 @@ class UltraScan:
                 if timing.scan_delay_ms > 0:
                     host.next_send_ms = now_ms + timing.scan_delay_ms
                     break
-            if group_room <= 0:
-                break
+            self._enqueue(host)
+        self._count_sent(probes)
+        return probes
+
+    def _count_sent(self, probes: list[Probe]) -> None:
         self.outstanding += len(probes)
         self.probes_sent += len(probes)
-        return probes
+
+    def _enqueue(self, host: HostScan) -> None:
+        if not host.queued and not host.done and (host.pending or host.retries):
+            host.queued = True
+            self._queue.append(host)
 
     def next_wakeup_ms(self, now_ms: float) -> float | None:
         """When work held back only by time (--scan-delay, --max-rate) may go out."""
-        times = [h.next_send_ms for h in self._active
-                 if h.has_work() and h.next_send_ms > now_ms]
+        times = [h.next_send_ms for h in self._queue if h.next_send_ms > now_ms]
         if self.timing.max_rate > 0 and self._next_rate_ms > now_ms:
             times.append(self._next_rate_ms)
         return min(times) if times else None
@@ -195,25 +213,40 @@ class UltraScan:
     def on_reply(self, probe: Probe, now_ms: float, state: str, reason: str) -> list[Probe]:
         """An answer. Returns probes the caller must abandon (the host is finished)."""
         host = probe.host
-        if not self._forget(probe):
-            return []
+        outstanding = host.outstanding
+        if probe not in outstanding:
+            return _NOTHING  # already abandoned
+        outstanding.discard(probe)
+        self.outstanding -= 1
         rtt_us = (now_ms - probe.sent_ms) * 1000.0
         host.rtt.sample(rtt_us)
         self.rtt.sample(rtt_us)
-        host.max_good_tryno = max(host.max_good_tryno, probe.tryno)
-        host.last_reply_sent_ms = max(host.last_reply_sent_ms, probe.sent_ms)
-        self._grow(host)
+        if probe.tryno > host.max_good_tryno:
+            host.max_good_tryno = probe.tryno
+        if probe.sent_ms > host.last_reply_sent_ms:
+            host.last_reply_sent_ms = probe.sent_ms
+        max_cwnd = self.max_cwnd
+        cwnd = host.cwnd
+        if cwnd < max_cwnd:
+            cwnd += 1.0 if cwnd < host.ssthresh else 1.0 / cwnd
+            host.cwnd = cwnd if cwnd < max_cwnd else max_cwnd
+        cwnd = self.cwnd
+        if cwnd < max_cwnd:
+            cwnd += 1.0 if cwnd < self.ssthresh else 1.0 / cwnd
+            self.cwnd = cwnd if cwnd < max_cwnd else max_cwnd
         if self.discovery:
             if state in ("open", "closed"):  # any answer from the host's TCP stack: it is up
                 host.up, host.up_reason = True, reason
+                host.results[probe.port] = (state, reason)  # a port scan may reuse it
                 return self._finish(host, now_ms)
             host.results[probe.port] = (state, reason)  # e.g. unreachable: not an answer
             self._maybe_done(host, now_ms)
-            return []
+            return _NOTHING
         host.results[probe.port] = (state, reason)
         host.work_done += 1
-        self._maybe_done(host, now_ms)
-        return []
+        if not outstanding and not host.pending and not host.retries:
+            self._mark_done(host, now_ms)
+        return _NOTHING
 
     def on_timeout(self, probe: Probe, now_ms: float) -> None:
         host = probe.host
@@ -224,6 +257,7 @@ class UltraScan:
         allowed = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
         if probe.tryno < allowed:
             host.retries.append((probe.port, probe.tryno + 1))
+            self._enqueue(host)
         else:
             host.results[probe.port] = ("filtered", "no-response")
             if not self.discovery:
@@ -234,11 +268,12 @@ class UltraScan:
         """Send this probe again without counting a try (e.g. a loopback self-connect)."""
         if self._forget(probe):
             probe.host.retries.appendleft((probe.port, probe.tryno))
+            self._enqueue(probe.host)
 
     def expire(self, now_ms: float) -> list[Probe]:
         """Finish hosts past --host-timeout; returns their probes for the caller to abandon."""
         abandoned: list[Probe] = []
-        for host in self._active:
+        for host in self.hosts:
             if host.deadline_ms is not None and now_ms >= host.deadline_ms and not host.done:
                 host.timed_out = True
                 abandoned.extend(self._finish(host, now_ms))
@@ -252,12 +287,6 @@ class UltraScan:
         host.outstanding.discard(probe)
         self.outstanding -= 1
         return True
-
-    def _grow(self, host: HostScan) -> None:
-        host.cwnd += 1.0 if host.cwnd < host.ssthresh else 1.0 / host.cwnd
-        host.cwnd = min(host.cwnd, self.max_cwnd)
-        self.cwnd += 1.0 if self.cwnd < self.ssthresh else 1.0 / self.cwnd
-        self.cwnd = min(self.cwnd, self.max_cwnd)
 
     def _drop(self, host: HostScan, sent_ms: float) -> None:
         # Once per round trip: only probes sent after the last cut may cut again.
@@ -287,4 +316,4 @@ class UltraScan:
         host.done = True
         host.finished_ms = now_ms
         host.work_done = host.work_total
-        self._active.remove(host)
+        self._active -= 1
