@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import time
-import uuid
 from dataclasses import dataclass
 
 from coordinator.errors import UserError
@@ -52,6 +52,8 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
     services = load_service_table(datapath)
     warnings.extend(services.warnings)
     ping_only = bool(args.ping_only)
+    if ping_only and args.connect_scan:
+        raise UserError("-sn (skip port scan) is not valid with any other scan type (-sT)")
     if ping_only and (args.ports or args.top_ports or args.fast):
         raise UserError("-sn (no port scan) cannot be combined with -p, --top-ports or -F")
     ports = PortSet() if ping_only else _choose_ports(args, services, warnings)
@@ -92,7 +94,7 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
     first, size = host_group_sizes(ports.count("tcp"), ports.count("udp"), not ping_only,
                                    timing.level, args.min_hostgroup, args.max_hostgroup)
     return ScanPlan(
-        scan_id=uuid.uuid4().hex,
+        scan_id=os.urandom(16).hex(),
         command_line=command_line,
         start_time=time.time(),
         target_tokens=tuple(args.targets),

@@ -5,14 +5,14 @@ of scanned hosts is the workers' job (worker.dns).
 """
 from __future__ import annotations
 
-import socket
-
 
 def make_name_resolver(family: int = 4):
     """A ``resolve(name) -> [addresses]`` for the target parser; raises LookupError."""
-    af = socket.AF_INET6 if family == 6 else socket.AF_INET
 
     def resolve(name: str) -> list[str]:
+        import socket  # scans of addresses only never load it
+
+        af = socket.AF_INET6 if family == 6 else socket.AF_INET
         try:
             infos = socket.getaddrinfo(name, None, af, socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError, OSError) as exc:

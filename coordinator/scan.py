@@ -87,6 +87,7 @@ class Scan:
 
         plan = self.plan
         runner = EmbeddedRunner(plan.scan_id, plan.options)
+        guesses = TableGuesses(plan.services)
         for index, group in enumerate(host_groups(targets, plan.first_group_size,
                                                   plan.group_size)):
             if plan.options.verbosity:
@@ -95,7 +96,7 @@ class Scan:
             progress.group_started(len(group))
             result = runner.run_group(index, group, on_progress=progress.update)
             for host in result.hosts:
-                name_ports(host, plan.services)
+                guesses.name_ports(host)
                 self._count(host)
                 writers.host(host)
             progress.group_finished(len(result.hosts))
@@ -111,10 +112,20 @@ class Scan:
             self.hosts_up += 1
 
 
-def name_ports(host: HostResult, services) -> None:
-    """Nmap's table guess for every port the scan did not identify otherwise."""
-    for port in host.ports:
-        if port.service is None:
-            name = services.name(port.protocol, port.portid)
-            if name is not None:
-                port.service = Service(name=name, method="table", conf=3)
+class TableGuesses:
+    """Nmap's services-table guess for ports the scan did not identify otherwise. One Service
+    per (protocol, port) for the whole scan: a guess is shared, never modified."""
+
+    def __init__(self, services):
+        self.services = services
+        self._cache: dict[tuple[str, int], Service | None] = {}
+
+    def name_ports(self, host: HostResult) -> None:
+        for port in host.ports:
+            if port.service is None:
+                key = (port.protocol, port.portid)
+                if key not in self._cache:
+                    name = self.services.name(port.protocol, port.portid)
+                    self._cache[key] = (Service(name=name, method="table", conf=3)
+                                        if name is not None else None)
+                port.service = self._cache[key]

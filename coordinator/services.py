@@ -7,7 +7,6 @@ which has no frequencies, so ``--top-ports`` cannot work from it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,84 +22,105 @@ NO_FREQUENCIES_MESSAGE = (
     "containing nmap-services")
 
 
-@dataclass(frozen=True, slots=True)
-class ServiceEntry:
-    name: str
-    port: int
-    protocol: str
-    frequency: float | None = None  # None: the source has no frequencies (/etc/services)
-    aliases: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class ServiceTable:
-    entries: tuple[ServiceEntry, ...]
-    source: str = ""  # the file the table was read from; "" when there was none
-    has_frequencies: bool = False
-    warnings: tuple[str, ...] = ()  # for the user, e.g. the fallback to /etc/services
-    _by_port: dict = field(init=False, repr=False, compare=False)
-    _ports: dict = field(init=False, repr=False, compare=False)
+    """Names and frequencies by (protocol, port). Each protocol's table is built from the text
+    the first time it is asked for (a TCP scan never parses the 19,000 UDP lines), and the
+    index of every name and alias (for ``-p http*``) only when a pattern needs it."""
 
-    def __post_init__(self) -> None:
-        by_port: dict[tuple[str, int], ServiceEntry] = {}
-        for entry in self.entries:
-            key = (entry.protocol, entry.port)
-            current = by_port.get(key)
-            # Several names on one port: the most frequently open one names it (ties: first).
-            if current is None or (entry.frequency or 0.0) > (current.frequency or 0.0):
-                by_port[key] = entry
-        ports = {proto: frozenset(p for (pr, p) in by_port if pr == proto) for proto in PROTOCOLS}
-        object.__setattr__(self, "_by_port", by_port)
-        object.__setattr__(self, "_ports", ports)
+    def __init__(self, text: str, source: str = "", has_frequencies: bool = False,
+                 warnings: tuple[str, ...] = ()):
+        self._lines = text.split("\n")
+        self.source = source  # the file the table was read from; "" when there was none
+        self.has_frequencies = has_frequencies
+        self.warnings = warnings  # for the user, e.g. the fallback to /etc/services
+        self._by_port: dict[str, dict[int, tuple[str, float]]] = {}
+        self._names: list[tuple[str, str, int]] | None = None
 
     # ---------------------------------------------------------------------------------- parsing
 
     @staticmethod
     def parse_nmap_services(text: str, source: str = "") -> "ServiceTable":
-        entries = []
-        for line in text.splitlines():
-            fields = line.split("#", 1)[0].split()
-            if len(fields) < 2:
-                continue
-            port_proto = _parse_port_proto(fields[1])
-            if port_proto is None:
-                continue  # a malformed line costs its one entry, not the whole table
-            frequency = _parse_frequency(fields[2]) if len(fields) > 2 else 0.0
-            if frequency is None:
-                continue
-            entries.append(ServiceEntry(fields[0], port_proto[0], port_proto[1], frequency))
-        return ServiceTable(tuple(entries), source, has_frequencies=True)
+        return ServiceTable(text, source, has_frequencies=True)
 
     @staticmethod
     def parse_system_services(text: str, source: str = "") -> "ServiceTable":
-        entries = []
-        for line in text.splitlines():
+        return ServiceTable(text, source, has_frequencies=False)
+
+    def _entries(self, marker: str = ""):
+        """(name, port, protocol, frequency, aliases) of each well-formed line containing
+        ``marker``; a malformed line costs its one entry, not the whole table."""
+        for line in self._lines:
+            if marker not in line or not line or line[0] == "#":
+                continue
             fields = line.split("#", 1)[0].split()
             if len(fields) < 2:
                 continue
             port_proto = _parse_port_proto(fields[1])
             if port_proto is None:
                 continue
-            entries.append(ServiceEntry(fields[0], port_proto[0], port_proto[1], None,
-                                        tuple(fields[2:])))
-        return ServiceTable(tuple(entries), source, has_frequencies=False)
+            if not self.has_frequencies:
+                yield fields[0], port_proto[0], port_proto[1], 0.0, fields[2:]
+                continue
+            frequency = _parse_frequency(fields[2]) if len(fields) > 2 else 0.0
+            if frequency is not None:
+                yield fields[0], port_proto[0], port_proto[1], frequency, ()
+
+    def _table(self, protocol: str) -> dict[int, tuple[str, float]]:
+        table = self._by_port.get(protocol)
+        if table is not None:
+            return table
+        # The hot path of every scan's start: one cheap substring test per line, full parsing
+        # only for this protocol's lines (same rules as _entries).
+        table = self._by_port[protocol] = {}
+        marker = "/" + protocol
+        frequencies = self.has_frequencies
+        for line in self._lines:
+            if marker not in line or line[0] == "#":
+                continue
+            fields = line.split("#", 1)[0].split(None, 3) if "#" in line else line.split(None, 3)
+            if len(fields) < 2:
+                continue
+            port, slash, proto = fields[1].partition("/")
+            if proto.lower() != protocol or not (port.isascii() and port.isdigit()) \
+                    or len(port) > 5:
+                continue
+            number = int(port)
+            if number > 65535:
+                continue
+            frequency = 0.0
+            if frequencies and len(fields) > 2:
+                frequency = _parse_frequency(fields[2])
+                if frequency is None:
+                    continue
+            current = table.get(number)
+            # Several names on one port: the most frequently open one names it (ties: first).
+            if current is None or frequency > current[1]:
+                table[number] = (fields[0], frequency)
+        return table
 
     # ---------------------------------------------------------------------------------- queries
 
+    def __len__(self) -> int:
+        return sum(len(self._table(protocol)) for protocol in PROTOCOLS)
+
     def name(self, protocol: str, port: int) -> str | None:
-        entry = self._by_port.get((protocol, port))
-        return entry.name if entry else None
+        if protocol not in PROTOCOLS:
+            return None
+        entry = self._table(protocol).get(port)
+        return entry[0] if entry else None
 
     def known_ports(self, protocol: str) -> frozenset[int]:
-        return self._ports.get(protocol, frozenset())
+        return frozenset(self._table(protocol)) if protocol in PROTOCOLS else frozenset()
 
     def ports_matching(self, pattern: str, protocol: str) -> set[int]:
         """Ports whose name (or alias) matches ``pattern``: ``*`` any run, ``?`` one character,
         case-insensitive (Nmap matches ``hTTP`` and ``h*P`` against ``http``)."""
         matcher = _compile_pattern(pattern)
-        return {entry.port for entry in self.entries
-                if entry.protocol == protocol
-                and any(matcher(name) for name in (entry.name, *entry.aliases))}
+        if self._names is None:
+            self._names = [(alias, proto, port) for name, port, proto, _, aliases
+                           in self._entries() for alias in (name, *aliases)]
+        return {port for name, proto, port in self._names
+                if proto == protocol and matcher(name)}
 
     def top(self, count: int, protocol: str) -> list[int]:
         """The ``count`` most frequently open ports, most frequent first; ties by port number,
@@ -108,8 +128,8 @@ class ServiceTable:
         if not self.has_frequencies:
             raise UserError(NO_FREQUENCIES_MESSAGE.format(option="--top-ports",
                                                           source=self.source or "nowhere"))
-        ranked = sorted(((entry.frequency or 0.0, port) for (proto, port), entry
-                         in self._by_port.items() if proto == protocol),
+        table = self._table(protocol) if protocol in PROTOCOLS else {}
+        ranked = sorted(((frequency, port) for port, (_, frequency) in table.items()),
                         key=lambda item: (-item[0], item[1]))
         return [port for _, port in ranked[:max(count, 0)]]
 
@@ -147,10 +167,9 @@ def load_service_table(datapath: DataPath,
     fallback = Path(system_services_path)
     warning = f"Unable to find {NMAP_SERVICES}!  Resorting to {fallback}"
     if not fallback.is_file():
-        return ServiceTable((), "", False, (f"Unable to find {NMAP_SERVICES} or {fallback}; "
+        return ServiceTable("", "", False, (f"Unable to find {NMAP_SERVICES} or {fallback}; "
                                             f"ports can only be given by number",))
-    table = ServiceTable.parse_system_services(_read(fallback), str(fallback))
-    return ServiceTable(table.entries, table.source, False, (warning,))
+    return ServiceTable(_read(fallback), str(fallback), False, (warning,))
 
 
 def _read(path: Path) -> str:

@@ -152,7 +152,7 @@ def test_load_falls_back_to_the_system_services_file(tmp_path):
 
 def test_load_without_any_table_gives_an_empty_one(tmp_path):
     table = load_service_table(datapath_of(tmp_path), str(tmp_path / "missing"))
-    assert table.entries == () and table.source == "" and not table.has_frequencies
+    assert len(table) == 0 and table.source == "" and not table.has_frequencies
     assert table.name("tcp", 80) is None and len(table.warnings) == 1
 
 
