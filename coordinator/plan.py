@@ -20,6 +20,7 @@ from coordinator.timing import build_timing, parse_template, parse_time_ms
 from worker.datadir import DataPath
 from worker.protocol import PortSet, ScanOptions
 
+
 @dataclass(frozen=True)
 class ScanPlan:
     scan_id: str
@@ -49,7 +50,7 @@ class ScanPlan:
 def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
     warnings: list[str] = []
     datapath = DataPath.from_environment(args.datadir, environ, environ.get("HOME"))
-    services = load_service_table(datapath)
+    services = load_service_table(datapath, cache_dir=_cache_dir(environ))
     warnings.extend(services.warnings)
     ping_only = bool(args.ping_only)
     if ping_only and args.connect_scan:
@@ -133,6 +134,13 @@ def _choose_ports(args, services: ServiceTable, warnings: list[str]) -> PortSet:
     else:
         selection = default_ports(services, protocols)
     return selection.for_protocols(protocols)
+
+
+def _cache_dir(environ: dict) -> str | None:
+    """Where parsed data files are kept between scans ($XDG_CACHE_HOME/nsecluster)."""
+    base = environ.get("XDG_CACHE_HOME") or (
+        os.path.join(environ["HOME"], ".cache") if environ.get("HOME") else None)
+    return os.path.join(base, "nsecluster") if base else None
 
 
 def _time(value: str | None, option: str) -> int | None:

@@ -6,7 +6,11 @@ which has no frequencies, so ``--top-ports`` cannot work from it.
 """
 from __future__ import annotations
 
+import marshal
+import os
 import re
+import sys
+import zlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,14 +31,23 @@ class ServiceTable:
     the first time it is asked for (a TCP scan never parses the 19,000 UDP lines), and the
     index of every name and alias (for ``-p http*``) only when a pattern needs it."""
 
-    def __init__(self, text: str, source: str = "", has_frequencies: bool = False,
-                 warnings: tuple[str, ...] = ()):
-        self._lines = text.split("\n")
+    def __init__(self, text: str | None, source: str = "", has_frequencies: bool = False,
+                 warnings: tuple[str, ...] = (), cache: "TableCache | None" = None):
+        self._text = text  # None: read ``source`` when a table is not in the cache
+        self._lines: list[str] | None = None
         self.source = source  # the file the table was read from; "" when there was none
         self.has_frequencies = has_frequencies
         self.warnings = warnings  # for the user, e.g. the fallback to /etc/services
+        self._cache = cache
         self._by_port: dict[str, dict[int, tuple[str, float]]] = {}
         self._names: list[tuple[str, str, int]] | None = None
+
+    @property
+    def lines(self) -> list[str]:
+        if self._lines is None:
+            text = self._text if self._text is not None else _read(Path(self.source))
+            self._lines = text.split("\n")
+        return self._lines
 
     # ---------------------------------------------------------------------------------- parsing
 
@@ -49,7 +62,7 @@ class ServiceTable:
     def _entries(self, marker: str = ""):
         """(name, port, protocol, frequency, aliases) of each well-formed line containing
         ``marker``; a malformed line costs its one entry, not the whole table."""
-        for line in self._lines:
+        for line in self.lines:
             if marker not in line or not line or line[0] == "#":
                 continue
             fields = line.split("#", 1)[0].split()
@@ -67,14 +80,22 @@ class ServiceTable:
 
     def _table(self, protocol: str) -> dict[int, tuple[str, float]]:
         table = self._by_port.get(protocol)
-        if table is not None:
-            return table
-        # The hot path of every scan's start: one cheap substring test per line, full parsing
-        # only for this protocol's lines (same rules as _entries).
-        table = self._by_port[protocol] = {}
+        if table is None:
+            table = self._cache.load(protocol) if self._cache is not None else None
+            if table is None:
+                table = self._parse_table(protocol)
+                if self._cache is not None:
+                    self._cache.store(protocol, table)
+            self._by_port[protocol] = table
+        return table
+
+    def _parse_table(self, protocol: str) -> dict[int, tuple[str, float]]:
+        # The hot path of a scan's start without a cache: one cheap substring test per line,
+        # full parsing only for this protocol's lines (same rules as _entries).
+        table: dict[int, tuple[str, float]] = {}
         marker = "/" + protocol
         frequencies = self.has_frequencies
-        for line in self._lines:
+        for line in self.lines:
             if marker not in line or line[0] == "#":
                 continue
             fields = line.split("#", 1)[0].split(None, 3) if "#" in line else line.split(None, 3)
@@ -157,19 +178,71 @@ def _parse_frequency(text: str) -> float | None:
     return value if 0.0 <= value <= 1.0 else None
 
 
-def load_service_table(datapath: DataPath,
-                       system_services_path: str = "/etc/services") -> ServiceTable:
+def load_service_table(datapath: DataPath, system_services_path: str = "/etc/services",
+                       cache_dir: str | None = None) -> ServiceTable:
     """Nmap's nmap-services from the data path, else the system's services database, else an
-    empty table (port numbers still work; names and --top-ports do not)."""
+    empty table (port numbers still work; names and --top-ports do not). With ``cache_dir``,
+    each protocol's parsed table is kept there for the next scan."""
     nmap_services = datapath.find(NMAP_SERVICES)
     if nmap_services is not None:
-        return ServiceTable.parse_nmap_services(_read(nmap_services), str(nmap_services))
+        return ServiceTable(None, str(nmap_services), True,
+                            cache=TableCache.for_file(cache_dir, nmap_services, True))
     fallback = Path(system_services_path)
     warning = f"Unable to find {NMAP_SERVICES}!  Resorting to {fallback}"
     if not fallback.is_file():
         return ServiceTable("", "", False, (f"Unable to find {NMAP_SERVICES} or {fallback}; "
                                             f"ports can only be given by number",))
-    return ServiceTable(_read(fallback), str(fallback), False, (warning,))
+    return ServiceTable(None, str(fallback), False, (warning,),
+                        cache=TableCache.for_file(cache_dir, fallback, False))
+
+
+class TableCache:
+    """Parsed protocol tables of one services file, kept across scans: every scan needs the
+    TCP table and parsing 27,000 lines costs more than the scan of a few hosts. Entries are
+    named by the file's path, size and modification time, so an edited file is parsed again.
+    ``marshal``: fast, and it loads only plain data (never code, unlike pickle)."""
+
+    FORMAT = 1
+
+    def __init__(self, directory: Path, identity: str):
+        self.directory = directory
+        self.identity = identity  # stored in each entry and checked on load
+        self.key = f"{zlib.crc32(identity.encode('utf-8', 'surrogateescape')):08x}"
+
+    @staticmethod
+    def for_file(cache_dir: str | None, path: Path, frequencies: bool) -> "TableCache | None":
+        if not cache_dir:
+            return None
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        identity = (f"{TableCache.FORMAT}|{sys.version_info[:2]}|{path.resolve()}|"
+                    f"{stat.st_size}|{stat.st_mtime_ns}|{frequencies}")
+        return TableCache(Path(cache_dir), identity)
+
+    def _path(self, protocol: str) -> Path:
+        return self.directory / f"services-{self.key}-{protocol}.marshal"
+
+    def load(self, protocol: str) -> dict[int, tuple[str, float]] | None:
+        try:
+            data = marshal.loads(self._path(protocol).read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            return None
+        if not (isinstance(data, tuple) and len(data) == 2 and data[0] == self.identity
+                and isinstance(data[1], dict)):
+            return None  # another file's entry under the same short name, or damaged
+        return data[1]
+
+    def store(self, protocol: str, table: dict[int, tuple[str, float]]) -> None:
+        target = self._path(protocol)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_bytes(marshal.dumps((self.identity, table)))
+            os.replace(temporary, target)
+        except OSError:
+            pass  # a read-only or full cache only costs the next scan a parse
 
 
 def _read(path: Path) -> str:

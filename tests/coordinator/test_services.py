@@ -1,6 +1,7 @@
 """The service table: nmap-services and /etc/services formats, queries, loading order."""
 from __future__ import annotations
 
+import marshal
 import os
 import re
 import shutil
@@ -208,3 +209,38 @@ def test_top_matches_nmap_top_ports(real_table, count):
 def test_udp_top_matches_nmap_top_ports(real_table, count):
     assert nmap_scaninfo("-sU", "--top-ports", str(count)) == {
         "udp": set(real_table.top(count, "udp"))}
+
+
+def test_parsed_tables_are_cached_and_refreshed_when_the_file_changes(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    services = data / "nmap-services"
+    services.write_text("http\t80/tcp\t0.48\nssh\t22/tcp\t0.18\ndomain\t53/udp\t0.2\n")
+    cache = tmp_path / "cache"
+    first = load_service_table(datapath_of(data), cache_dir=str(cache))
+    assert first.name("tcp", 80) == "http"
+    entries = list(cache.glob("services-*-tcp.marshal"))
+    assert len(entries) == 1
+    # A second scan reads the cached table, not the file: prove it by planting a name there.
+    identity, table = marshal.loads(entries[0].read_bytes())
+    table[80] = ("from-cache", 0.48)
+    entries[0].write_bytes(marshal.dumps((identity, table)))
+    assert load_service_table(datapath_of(data), cache_dir=str(cache)).name("tcp", 80) \
+        == "from-cache"
+    # An edited services file is parsed again.
+    services.write_text("www\t80/tcp\t0.48\nssh\t22/tcp\t0.18\n# edited\n")
+    assert load_service_table(datapath_of(data), cache_dir=str(cache)).name("tcp", 80) == "www"
+    # A damaged or foreign entry is ignored, never trusted.
+    for entry in cache.glob("services-*-tcp.marshal"):
+        entry.write_bytes(b"\x00garbage")
+    assert load_service_table(datapath_of(data), cache_dir=str(cache)).name("tcp", 22) == "ssh"
+
+
+def test_an_unwritable_cache_costs_nothing_but_time(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "nmap-services").write_text("http\t80/tcp\t0.48\n")
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    table = load_service_table(datapath_of(data), cache_dir=str(blocker / "cache"))
+    assert table.name("tcp", 80) == "http"
