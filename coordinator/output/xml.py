@@ -10,15 +10,29 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TextIO
+from functools import lru_cache
 
 from worker.protocol import HostResult, PortResult, ScriptResult, Service, format_ranges
 
 from . import DEFAULT_STYLESHEET
 from .model import RunStats, ScanInfo
-from .normal import (SCANNER, Writer, done_summary, host_is_reported, host_is_timed,
-                     interruption_message, is_timed_out, protect_xml, split_ports, to_bytes,
-                     user_name)
+from .normal import (
+    SCANNER,
+    Writer,
+    done_summary,
+    host_is_reported,
+    host_is_timed,
+    interruption_message,
+    is_timed_out,
+    protect_xml,
+    split_ports,
+    to_bytes,
+    user_name,
+)
+
+TYPE_CHECKING = False  # importing typing costs start-up time; type checkers read this
+if TYPE_CHECKING:
+    from typing import TextIO
 
 XML_OUTPUT_VERSION = "1.05"
 
@@ -93,12 +107,36 @@ def service_xml(service: Service) -> str:
     return f"<service{attrs}>{cpes}</service>"
 
 
-def port_xml(port: PortResult) -> str:
-    out = [f'<port protocol="{escape(port.protocol)}" portid="{port.portid}">'
-           f'<state state="{escape(port.state)}" reason="{escape(port.reason)}" '
-           f'reason_ttl="{port.reason_ttl}"/>']
+@lru_cache(maxsize=1024)
+def _port_head_xml(protocol: str, state: str, reason: str, ttl: int) -> str:
+    return (f'<port protocol="{escape(protocol)}" portid="%d"><state state="{escape(state)}" '
+            f'reason="{escape(reason)}" reason_ttl="{ttl}"/>')
+
+
+class _ServiceXmlMemo:
+    """service_xml per Service object: the scan shares one table guess per port among all
+    hosts, so a big scan writes the same few elements thousands of times."""
+
+    def __init__(self):
+        self._memo: dict[int, tuple[Service, str]] = {}
+
+    def __call__(self, service: Service) -> str:
+        if service.method != "table":  # a detected service: its own element, written once
+            return service_xml(service)
+        hit = self._memo.get(id(service))
+        if hit is not None and hit[0] is service:
+            return hit[1]
+        text = service_xml(service)
+        if len(self._memo) < 4096:
+            self._memo[id(service)] = (service, text)  # holding it keeps its id unique
+        return text
+
+
+def port_xml(port: PortResult, service_text=service_xml) -> str:
+    out = [_port_head_xml(port.protocol, port.state, port.reason, port.reason_ttl)
+           % port.portid]
     if port.service is not None:
-        out.append(service_xml(port.service))
+        out.append(service_text(port.service))
     out.extend(script_xml(s) for s in port.scripts)
     out.append("</port>\n")
     return "".join(out)
@@ -128,7 +166,7 @@ def _hostnames_block(names) -> str:
     return f"<hostnames>\n{inner}</hostnames>\n"
 
 
-def host_xml(host: HostResult, info: ScanInfo) -> str:
+def host_xml(host: HostResult, info: ScanInfo, service_text=service_xml) -> str:
     status = (f'<status state="{"down" if host.status == "down" else "up"}" '
               f'reason="{escape(host.reason)}" reason_ttl="{host.reason_ttl}"/>\n')
     names = hostnames_xml(host)
@@ -153,7 +191,7 @@ def host_xml(host: HostResult, info: ScanInfo) -> str:
                 out.append(f'<extrareasons reason="{escape(g.reason)}" count="{g.count}" '
                            f'proto="{g.protocol}" ports="{format_ranges(g.ranges)}"/>\n')
             out.append("</extraports>\n")
-        out.extend(port_xml(p) for p in shown)
+        out.extend(port_xml(p, service_text) for p in shown)
         out.append("</ports>\n")
     if host.scripts:
         out.append("<hostscript>" + "".join(script_xml(s) for s in host.scripts)
@@ -171,6 +209,7 @@ class XmlWriter(Writer):
         super().__init__(stream)
         self.stylesheet = stylesheet
         self._ended = False
+        self._service_text = _ServiceXmlMemo()
 
     def begin(self, info: ScanInfo) -> None:
         super().begin(info)
@@ -207,7 +246,7 @@ class XmlWriter(Writer):
 
     def host(self, host: HostResult) -> None:
         if not self._ended and host_is_reported(host, self.info):
-            self._emit(host_xml(host, self.info))
+            self._emit(host_xml(host, self.info, self._service_text))
 
     def end(self, stats: RunStats) -> None:
         if self._ended:
