@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO, free_port
-from worker.nsock.loop import EventLoop
+
 from worker.group import run_group
+from worker.nsock.loop import EventLoop
 from worker.protocol import GroupJob, PortSet, ScanOptions, Target, Timing
 
 FAST = Timing(level=4, initial_rtt_timeout_ms=300, min_rtt_timeout_ms=50,
@@ -203,3 +203,13 @@ def test_discovery_answer_is_reused_not_asked_twice(listeners):
     (host,) = result.hosts
     assert states(host) == {80: ("open", "syn-ack"), 81: ("closed", "conn-refused")}
     assert accepted_count(listeners.sockets[0]) == 1
+
+
+def test_scrambled_port_order_is_a_permutation():
+    from worker.group import scrambled
+    for n in (0, 1, 2, 3, 10, 1000, 65535):
+        ports = list(range(1, n + 1))
+        order = scrambled(ports)
+        assert sorted(order) == ports
+    big = list(range(1, 1001))
+    assert any(scrambled(big) != big for _ in range(3))  # random, not the identity

@@ -21,7 +21,7 @@ How this works:
 from __future__ import annotations
 
 from collections import deque
-from typing import Hashable, Iterable
+from collections.abc import Hashable, Iterable
 
 from worker.protocol import Timing
 
@@ -52,12 +52,15 @@ class RttEstimator:
         self.rttvar_us: float | None = None
 
     def sample(self, rtt_us: float) -> None:
-        rtt_us = max(rtt_us, 1.0)
-        if self.srtt_us is None:
+        if rtt_us < 1.0:
+            rtt_us = 1.0
+        srtt = self.srtt_us
+        if srtt is None:
             self.srtt_us, self.rttvar_us = rtt_us, rtt_us / 2
         else:
-            self.rttvar_us += (abs(self.srtt_us - rtt_us) - self.rttvar_us) / 4
-            self.srtt_us += (rtt_us - self.srtt_us) / 8
+            delta = rtt_us - srtt
+            self.rttvar_us += ((delta if delta >= 0 else -delta) - self.rttvar_us) / 4
+            self.srtt_us = srtt + delta / 8
 
     def timeout_ms(self, timing: Timing) -> float | None:
         if self.srtt_us is None:
@@ -127,7 +130,9 @@ class UltraScan:
         self.outstanding = 0
         self.started_ms = now_ms
         self.probes_sent = 0
-        self._next_rate_ms = now_ms
+        self._tokens = 1.0  # --max-rate bucket
+        self._tokens_ms = now_ms
+        self._replies = 0
 
     # -- state queries ----------------------------------------------------------------------
     @property
@@ -156,6 +161,10 @@ class UltraScan:
             self.probes_sent < timing.min_rate * (now_ms - self.started_ms) / 1000.0)
         group_room = (self.fd_budget if below_min_rate else int(self.cwnd)) - self.outstanding
         group_room = min(group_room, self.fd_budget - self.outstanding)
+        if timing.max_rate > 0:
+            group_room = min(group_room, self._take_tokens(now_ms))
+        one_per_host = timing.scan_delay_ms > 0
+        append = probes.append
         # Each host once per call at most, so a host held back by its own window or by
         # --scan-delay costs one look, not a loop.
         for _ in range(len(queue)):
@@ -163,39 +172,50 @@ class UltraScan:
                 break
             host = queue.popleft()
             host.queued = False
-            if host.done or not (host.pending or host.retries):
+            if host.done:
                 continue
             if host.next_send_ms > now_ms:
                 self._enqueue(host)
                 continue
-            room = (group_room if below_min_rate else int(host.cwnd) - len(host.outstanding))
-            room = min(room, group_room)
-            while room > 0 and (host.pending or host.retries):
-                if timing.max_rate > 0:
-                    if self._next_rate_ms > now_ms:
-                        self._enqueue(host)
-                        self._count_sent(probes)
-                        return probes
-                    self._next_rate_ms = max(self._next_rate_ms, now_ms) + 1000.0 / timing.max_rate
-                if host.retries:
-                    port, tryno = host.retries.popleft()
-                else:
-                    port, tryno = host.pending.popleft(), 0
+            room = group_room if below_min_rate else int(host.cwnd) - len(host.outstanding)
+            if room > group_room:
+                room = group_room
+            if one_per_host and room > 1:
+                room = 1
+            if room <= 0:
+                self._enqueue(host)
+                continue
+            add = host.outstanding.add
+            retries = host.retries
+            while room and retries:
+                port, tryno = retries.popleft()
                 probe = Probe(host, port, tryno, now_ms)
-                host.outstanding.add(probe)
-                probes.append(probe)
+                add(probe)
+                append(probe)
                 room -= 1
                 group_room -= 1
-                if timing.scan_delay_ms > 0:
-                    host.next_send_ms = now_ms + timing.scan_delay_ms
-                    break
+            pending = host.pending
+            for _ in range(min(room, len(pending))):
+                probe = Probe(host, pending.popleft(), 0, now_ms)
+                add(probe)
+                append(probe)
+                group_room -= 1
+            if one_per_host:
+                host.next_send_ms = now_ms + timing.scan_delay_ms
             self._enqueue(host)
-        self._count_sent(probes)
-        return probes
-
-    def _count_sent(self, probes: list[Probe]) -> None:
+        if timing.max_rate > 0:
+            self._tokens -= len(probes)
         self.outstanding += len(probes)
         self.probes_sent += len(probes)
+        return probes
+
+    def _take_tokens(self, now_ms: float) -> int:
+        """--max-rate as a token bucket: refill at the rate, hold at most 10 ms worth."""
+        rate = self.timing.max_rate
+        burst = max(1.0, rate / 100.0)
+        self._tokens = min(burst, self._tokens + (now_ms - self._tokens_ms) * rate / 1000.0)
+        self._tokens_ms = now_ms
+        return int(self._tokens)
 
     def _enqueue(self, host: HostScan) -> None:
         if not host.queued and not host.done and (host.pending or host.retries):
@@ -205,8 +225,8 @@ class UltraScan:
     def next_wakeup_ms(self, now_ms: float) -> float | None:
         """When work held back only by time (--scan-delay, --max-rate) may go out."""
         times = [h.next_send_ms for h in self._queue if h.next_send_ms > now_ms]
-        if self.timing.max_rate > 0 and self._next_rate_ms > now_ms:
-            times.append(self._next_rate_ms)
+        if self._queue and self.timing.max_rate > 0 and self._tokens < 1:
+            times.append(now_ms + (1 - self._tokens) * 1000.0 / self.timing.max_rate)
         return min(times) if times else None
 
     # -- what came back ---------------------------------------------------------------------
@@ -220,7 +240,9 @@ class UltraScan:
         self.outstanding -= 1
         rtt_us = (now_ms - probe.sent_ms) * 1000.0
         host.rtt.sample(rtt_us)
-        self.rtt.sample(rtt_us)
+        self._replies += 1
+        if self._replies & 7 == 1:  # the group estimate only seeds new hosts: a sample in 8
+            self.rtt.sample(rtt_us)
         if probe.tryno > host.max_good_tryno:
             host.max_good_tryno = probe.tryno
         if probe.sent_ms > host.last_reply_sent_ms:
