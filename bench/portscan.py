@@ -236,13 +236,22 @@ def find_nsecluster() -> list[str] | None:
     return None
 
 
-def precompile_bytecode() -> None:
-    """Measure nsecluster as installed, with its bytecode compiled (pip compiles wheels at
-    install; an editable checkout under PYTHONDONTWRITEBYTECODE would recompile every run)."""
-    import compileall
+BENCH_VENV = REPO_ROOT / "bench" / ".venv"
 
-    for package in ("coordinator", "worker"):
-        compileall.compile_dir(str(REPO_ROOT / package), quiet=1)
+
+def install_for_benchmark() -> list[str]:
+    """nsecluster installed as a user installs it: a regular (not editable) install in its own
+    venv, bytecode compiled by pip. An editable checkout would add its import hook and, under
+    PYTHONDONTWRITEBYTECODE, recompile every module on every run."""
+    python = BENCH_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
+        deps = ["-q", "--disable-pip-version-check"]
+        subprocess.run([str(python), "-m", "pip", "install", *deps, str(REPO_ROOT)], check=True)
+    else:  # dependencies are there: refresh only our own code
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                        "--no-deps", "--force-reinstall", str(REPO_ROOT)], check=True)
+    return [str(BENCH_VENV / "bin" / "nsecluster")]
 
 
 def tool_version(argv: list[str], env: dict | None = None) -> str:
@@ -447,7 +456,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="output both tools write and we parse: -oX - or -oG - (default %(default)s)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds before one run is killed (default %(default)s)")
     ap.add_argument("--nmap", default=shutil.which("nmap") or "/usr/bin/nmap", help="nmap binary")
-    ap.add_argument("--nsecluster", help="nsecluster command (default: <venv>/bin/nsecluster or python -m coordinator.cli)")
+    ap.add_argument("--nsecluster", help="nsecluster command (default: a regular install in "
+                    "bench/.venv, see --no-install)")
+    ap.add_argument("--no-install", dest="installed", action="store_false",
+                    help="run the nsecluster of the current venv (editable checkout) instead of "
+                         "installing it into bench/.venv")
     ap.add_argument("--one-host-ip", default="127.3.0.1")
     ap.add_argument("--open-count", type=int, default=200, help="open ports on the one host (default %(default)s)")
     ap.add_argument("--hosts", type=int, default=1000, help="many-hosts host count (default %(default)s)")
@@ -465,7 +478,6 @@ def main(argv: list[str] | None = None) -> int:
 
     raise_nofile_limit()  # children (both tools) inherit the same limit
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     commands: dict[str, list[str]] = {}
     if "nmap" in tools:
         if not (shutil.which(args.nmap) or os.access(args.nmap, os.X_OK)):
@@ -473,15 +485,21 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         commands["nmap"] = [args.nmap]
     if "nsecluster" in tools:
-        cmd = shlex.split(args.nsecluster) if args.nsecluster else find_nsecluster()
+        if args.nsecluster:
+            cmd = shlex.split(args.nsecluster)
+        elif args.installed:
+            cmd = install_for_benchmark()
+        else:
+            cmd = find_nsecluster()
+            # the checkout's own modules, for `python -m coordinator.cli`; never for an install
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT),
+                                                              env.get("PYTHONPATH")]))
         if not cmd:
             print("bench.portscan: nsecluster not found (no <venv>/bin/nsecluster, no coordinator/cli.py); "
                   "use --tools nmap or --nsecluster CMD", file=sys.stderr)
             return 2
         commands["nsecluster"] = cmd
     output_flags = ["-oX", "-"] if args.format == "xml" else ["-oG", "-"]
-    if "nsecluster" in tools:
-        precompile_bytecode()
 
     meta = {
         "machine": machine_facts(),
