@@ -7,8 +7,8 @@ until the caller says which protocols it scans. Scan order is not decided here.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Sequence
 
 from coordinator.errors import UserError
 from coordinator.services import NO_FREQUENCIES_MESSAGE, ServiceTable
@@ -65,7 +65,10 @@ class PortSelection:
     def ports(self, protocol: str) -> frozenset[int]:
         explicit = getattr(self, protocol) if protocol in PROTOCOLS else _EMPTY
         named = dict(self.named).get(protocol, _EMPTY)
-        return explicit | self.any | named
+        parts = [part for part in (explicit, self.any, named) if part]
+        if len(parts) == 1:
+            return parts[0]  # frozen already: no copy of a 65,535-port set
+        return frozenset().union(*parts)
 
     def count(self, protocol: str) -> int:
         return len(self.ports(protocol))

@@ -24,14 +24,18 @@ import itertools
 import math
 import re
 import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence, TextIO, Union
 
 from coordinator.errors import UserError
 from worker.protocol import Target
 
+TYPE_CHECKING = False  # importing typing costs start-up time; type checkers read this
+if TYPE_CHECKING:
+    from typing import TextIO
+
 Resolver = Callable[[str], Sequence[str]]
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _IPV4_MAX = (1 << 32) - 1
 _IPV4_CHARACTERS = re.compile(r"[0-9.,*-]+", re.ASCII)

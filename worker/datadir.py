@@ -8,9 +8,9 @@ somewhere unusual, can say where to look; an empty value means "no installed Nma
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
 
 DEFAULT_PREFIXES = ("/usr/local/share/nmap", "/usr/share/nmap")
 PREFIXES_VARIABLE = "NSECLUSTER_NMAP_PREFIXES"

@@ -11,7 +11,7 @@ import ipaddress
 import random
 import socket
 import struct
-from typing import Callable
+from collections.abc import Callable
 
 from worker.nsock.loop import EventLoop
 

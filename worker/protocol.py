@@ -7,10 +7,12 @@ I/O. ``from_wire`` rejects anything malformed with ``ProtocolError`` instead of 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
 
-import msgpack
+TYPE_CHECKING = False  # importing typing costs start-up time; type checkers read this
+if TYPE_CHECKING:
+    from typing import Any
 
 PROTOCOL_VERSION = 1
 
@@ -70,8 +72,14 @@ class PortSet:
 
 def merge_ranges(ports) -> tuple[tuple[int, int], ...]:
     """Sorted, merged inclusive ranges from an iterable of port numbers."""
+    unique = ports if isinstance(ports, (set, frozenset)) else set(ports)
+    if not unique:
+        return ()
+    low, high = min(unique), max(unique)
+    if high - low + 1 == len(unique):  # one block, e.g. -p-: no need to walk 65,535 ports
+        return ((low, high),)
     out: list[list[int]] = []
-    for port in sorted(set(ports)):
+    for port in sorted(unique):
         if out and port == out[-1][1] + 1:
             out[-1][1] = port
         else:
@@ -251,10 +259,14 @@ _SERVICE_FIELDS = ("product", "version", "extrainfo", "hostname", "ostype", "dev
 
 
 def encode(message) -> bytes:
+    import msgpack  # only the cluster's wire needs it
+
     return msgpack.packb(to_wire(message), use_bin_type=True)
 
 
 def decode(data: bytes):
+    import msgpack
+
     try:
         wire = msgpack.unpackb(data, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types on garbage

@@ -20,12 +20,16 @@ output when no format writes to "-", as Nmap does.
 from __future__ import annotations
 
 import sys
-from typing import Iterable, TextIO
+from collections.abc import Iterable
 
 from coordinator.errors import UserError
 from worker.protocol import HostResult, ScriptResult
 
 from .model import RunStats, ScanInfo
+
+TYPE_CHECKING = False  # importing typing costs start-up time; type checkers read this
+if TYPE_CHECKING:
+    from typing import TextIO
 
 DEFAULT_STYLESHEET = "https://svn.nmap.org/nmap/docs/nmap.xsl"
 # Each format's module loads only when a scan asks for that format.

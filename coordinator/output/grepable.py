@@ -6,8 +6,17 @@ import time
 from worker.protocol import HostResult, PortResult, format_ranges
 
 from .model import RunStats, ScanInfo
-from .normal import (SCANNER, Writer, done_summary, host_is_reported, interruption_message,
-                     is_timed_out, service_label, split_ports, version_string)
+from .normal import (
+    SCANNER,
+    Writer,
+    done_summary,
+    host_is_reported,
+    interruption_message,
+    is_timed_out,
+    service_label,
+    split_ports,
+    version_string,
+)
 
 
 def ports_scanned_line(info: ScanInfo) -> str:

@@ -10,13 +10,26 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any, TextIO
 
 from worker.protocol import HostResult, PortResult, ScriptResult, Service, merge_intervals
 
 from .model import RunStats, ScanInfo
-from .normal import (SCANNER, Writer, done_summary, host_is_reported, interruption_message,
-                     is_timed_out, other_addresses, split_ports, to_bytes, user_name)
+from .normal import (
+    SCANNER,
+    Writer,
+    done_summary,
+    host_is_reported,
+    interruption_message,
+    is_timed_out,
+    other_addresses,
+    split_ports,
+    to_bytes,
+    user_name,
+)
+
+TYPE_CHECKING = False  # importing typing costs start-up time; type checkers read this
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 SCHEMA = "nsecluster/1"
 

@@ -12,12 +12,21 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TextIO
 
-from worker.protocol import (HostResult, PortResult, ScriptResult, Service, merge_intervals,
-                             shown_ports_limit)
+from worker.protocol import (
+    HostResult,
+    PortResult,
+    ScriptResult,
+    Service,
+    merge_intervals,
+    shown_ports_limit,
+)
 
 from .model import RunStats, ScanInfo
+
+TYPE_CHECKING = False  # importing typing costs start-up time; type checkers read this
+if TYPE_CHECKING:
+    from typing import TextIO
 
 SCANNER = "nsecluster"
 

@@ -11,8 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.errors import UserError
-from coordinator.ports import (DUPLICATE_WARNING, PortSelection, default_ports, fast_ports,
-                               parse_port_spec, top_ports)
+from coordinator.ports import (
+    DUPLICATE_WARNING,
+    PortSelection,
+    default_ports,
+    fast_ports,
+    parse_port_spec,
+    top_ports,
+)
 from coordinator.services import ServiceTable
 from worker.protocol import PortSet, format_ranges, merge_ranges
 

@@ -14,10 +14,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.errors import UserError
-from coordinator.targets import (Exclusions, HostnameSpec, IPv4RangeSpec, IPv6NetworkSpec,
-                                 TargetNotScanned, TargetStream, parse_excludes,
-                                 parse_target_spec, read_exclude_file, read_target_file,
-                                 validate_tokens)
+from coordinator.targets import (
+    Exclusions,
+    HostnameSpec,
+    IPv4RangeSpec,
+    IPv6NetworkSpec,
+    TargetNotScanned,
+    TargetStream,
+    parse_excludes,
+    parse_target_spec,
+    read_exclude_file,
+    read_target_file,
+    validate_tokens,
+)
 from worker.protocol import Target
 
 NMAP = shutil.which("nmap")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coordinator.output import JsonWriter, open_writers
 from coordinator.output.jsonout import SCHEMA, structured_json

@@ -3,8 +3,8 @@ Nmap runs and, where nmap is installed, against nmap itself scanning listeners o
 from __future__ import annotations
 
 import io
-import random
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -12,13 +12,19 @@ import time
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coordinator.errors import UserError
 from coordinator.output import InteractiveWriter, NormalWriter, OutputSet, open_writers
 from coordinator.output.model import RunStats, ScanInfo
-from coordinator.output.normal import (escape_script_text, format_latency, is_ignored_state,
-                                       script_lines, split_ports)
+from coordinator.output.normal import (
+    escape_script_text,
+    format_latency,
+    is_ignored_state,
+    script_lines,
+    split_ports,
+)
 from worker.protocol import HostResult, PortResult, PortRun, ScriptResult, Service, merge_ranges
 
 T0 = 1795730241  # Thu Nov 26 21:57:21 2026 UTC

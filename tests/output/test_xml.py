@@ -3,8 +3,8 @@ shaped like what nmap 7.93 writes for the same scan."""
 from __future__ import annotations
 
 import io
-import random
 import os
+import random
 import shutil
 import subprocess
 import time

@@ -5,10 +5,18 @@ import struct
 import threading
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from worker.dns import (DnsFormatError, ReverseResolver, parse_hosts, parse_ptr_reply,
-                        parse_resolv_conf, ptr_name, ptr_query)
+from worker.dns import (
+    DnsFormatError,
+    ReverseResolver,
+    parse_hosts,
+    parse_ptr_reply,
+    parse_resolv_conf,
+    ptr_name,
+    ptr_query,
+)
 from worker.nsock.loop import EventLoop
 
 

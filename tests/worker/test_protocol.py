@@ -2,13 +2,28 @@
 ProtocolError, never another exception, never a half-built object."""
 import msgpack
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from worker.group import run_group
 from worker.nsock.loop import EventLoop
-from worker.protocol import (GroupJob, GroupResult, HostResult, PortResult, PortRun, PortSet,
-                             ProtocolError, ScanOptions, ScriptResult, Service, Target, Timing,
-                             decode, encode, to_wire)
+from worker.protocol import (
+    GroupJob,
+    GroupResult,
+    HostResult,
+    PortResult,
+    PortRun,
+    PortSet,
+    ProtocolError,
+    ScanOptions,
+    ScriptResult,
+    Service,
+    Target,
+    Timing,
+    decode,
+    encode,
+    to_wire,
+)
 
 
 def sample_job():

@@ -18,7 +18,7 @@ import select
 import threading
 import time
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 _READ = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _WRITE = select.EPOLLOUT | select.EPOLLHUP | select.EPOLLERR

@@ -14,7 +14,7 @@ import errno
 import functools
 import resource
 import struct
-from typing import Callable, Hashable
+from collections.abc import Callable, Hashable
 
 from worker.nsock.loop import EventLoop
 from worker.scan.ultra import Probe, UltraScan
@@ -37,6 +37,7 @@ CONNECT_OUTCOMES = {
     errno.EACCES: ("filtered", "admin-prohibited"),
     errno.EPERM: ("filtered", "admin-prohibited"),
 }
+_OUTCOMES_GET = CONNECT_OUTCOMES.get
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 _LOCAL_SHORTAGE = (errno.EADDRNOTAVAIL, errno.EAGAIN, errno.ENOBUFS)
 _FD_RESERVE = 64  # for the resolver, outputs and the script engine's own sockets
@@ -171,7 +172,7 @@ class ConnectProber:
 
     def _finish(self, probe: Probe, err: int) -> None:
         sock = probe.handle[0]
-        outcome = CONNECT_OUTCOMES.get(err)
+        outcome = _OUTCOMES_GET(err)
         if err == 0:
             sock.setsockopt(_SOL_SOCKET, _SO_LINGER, _LINGER_RESET)  # close with a RST
             if _EPHEMERAL_LOW <= probe.port <= _EPHEMERAL_HIGH and _is_self_connect(sock):
@@ -181,7 +182,7 @@ class ConnectProber:
                 if self._requeue(probe, _SELF_CONNECT_RETRIES, 0):
                     return
                 outcome = CONNECT_OUTCOMES[errno.ECONNREFUSED]
-        elif err in _LOCAL_SHORTAGE:
+        elif outcome is None and err in _LOCAL_SHORTAGE:
             # No source port or buffer free right now: our shortage, not the target's answer.
             # Wait and ask again; if it lasts, count it as a try without an answer.
             if self._requeue(probe, _SHORTAGE_RETRIES, 10):
