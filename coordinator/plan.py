@@ -55,7 +55,7 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
     ping_only = bool(args.ping_only)
     if ping_only and args.connect_scan:
         raise UserError("-sn (skip port scan) is not valid with any other scan type (-sT)")
-    if ping_only and (args.ports or args.top_ports or args.fast):
+    if ping_only and (args.ports is not None or args.top_ports or args.fast):
         raise UserError("-sn (no port scan) cannot be combined with -p, --top-ports or -F")
     ports = PortSet() if ping_only else _choose_ports(args, services, warnings)
     if not ping_only and ports.count("tcp") == 0:
@@ -117,11 +117,11 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
 
 def _choose_ports(args, services: ServiceTable, warnings: list[str]) -> PortSet:
     protocols = ("tcp",)
-    if args.fast and args.ports:
+    if args.fast and args.ports is not None:
         raise UserError("You cannot use -F (fast scan) with -p (explicit port selection) but "
                         "see --top-ports to fast scan a range of ports")
     within = None
-    if args.ports:
+    if args.ports is not None:
         selection = parse_port_spec(args.ports, services, protocols)
         warnings.extend(selection.warnings)
         if not args.top_ports:

@@ -3,6 +3,7 @@ group completes (so a killed scan keeps every finished host)."""
 from __future__ import annotations
 
 import itertools
+import signal
 import sys
 import time
 
@@ -19,7 +20,18 @@ def run_scan_command(args, command_line: str, environ: dict) -> int:
     plan = build_plan(args, command_line, environ)
     for warning in plan.warnings:
         print(warning, file=sys.stderr)
+    stop_on_signals()
     return Scan(plan).run()
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM end the scan cleanly (outputs closed with every finished host),
+    also when the shell started us with SIGINT ignored, as it does for background jobs."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
 
 
 class Scan:
@@ -63,7 +75,7 @@ class Scan:
 
     def _targets(self) -> TargetStream:
         plan = self.plan
-        tokens = iter(plan.target_tokens)
+        tokens = list(plan.target_tokens)  # a list: the stream can count it for progress
         if plan.input_file is not None:
             file_tokens = read_target_file(plan.input_file, sys.stdin)  # fails now, not later
             tokens = itertools.chain(tokens, file_tokens)

@@ -104,3 +104,16 @@ def netns():
         yield ns
     finally:
         ns.destroy()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A skipped test is a test that did not run: after .ci/setup nothing may be missing
+    (nmap, nmap-common, ndiff, Redis, root), so any skip fails the run, naming the reason."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if skipped and session.exitstatus == 0:
+        reasons = sorted({str(report.longrepr[-1]) if isinstance(report.longrepr, tuple)
+                          else str(report.longrepr) for report in skipped})
+        reporter.write_line("FAILED: tests were skipped (run .ci/setup first): "
+                            + "; ".join(reasons), red=True)
+        session.exitstatus = 1

@@ -1,12 +1,9 @@
 """Reverse DNS: the message code (fuzzed) and the resolver against a real UDP DNS server
 that the test runs on loopback."""
-import socket
-import struct
-import threading
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from peers import DnsServer, encode_name, reply_for
 
 from worker.dns import (
     DnsFormatError,
@@ -18,58 +15,6 @@ from worker.dns import (
     ptr_query,
 )
 from worker.nsock.loop import EventLoop
-
-
-def encode_name(name: str) -> bytes:
-    return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\0"
-
-
-def reply_for(query: bytes, names: list[str], rcode: int = 0, compress=True) -> bytes:
-    query_id = struct.unpack_from("!H", query)[0]
-    question = query[12:]
-    header = struct.pack("!HHHHHH", query_id, 0x8180 | rcode, 1, len(names), 0, 0)
-    answers = b""
-    for name in names:
-        owner = b"\xc0\x0c" if compress else question[:-4]
-        rdata = encode_name(name)
-        answers += owner + struct.pack("!HHIH", 12, 1, 300, len(rdata)) + rdata
-    return header + question + answers
-
-
-class DnsServer:
-    """A real UDP DNS server: answers PTR queries from a table, NXDOMAIN otherwise;
-    addresses in ``silent`` get no reply at all."""
-
-    def __init__(self, address, names, silent=(), port=0):
-        self.names, self.silent = names, set(silent)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind((address, port))
-        self.port = self.sock.getsockname()[1]
-        self.queries = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        while True:
-            try:
-                data, peer = self.sock.recvfrom(4096)
-            except OSError:
-                return
-            labels, offset = [], 12
-            while data[offset]:
-                labels.append(data[offset + 1:offset + 1 + data[offset]].decode())
-                offset += 1 + data[offset]
-            qname = ".".join(labels)
-            self.queries.append(qname)
-            if qname in self.silent:
-                continue
-            if qname in self.names:
-                self.sock.sendto(reply_for(data, [self.names[qname]]), peer)
-            else:
-                self.sock.sendto(reply_for(data, [], rcode=3), peer)
-
-    def close(self):
-        self.sock.close()
 
 
 def resolve_all(servers, addresses, port, hosts=None, timeout_ms=300):
@@ -139,7 +84,7 @@ def test_hosts_and_resolv_conf_parsing():
 
 def test_resolver_names_hosts_from_a_real_server():
     server = DnsServer("127.53.0.1", {"1.0.8.127.in-addr.arpa": "one.test.",
-                                      "2.0.8.127.in-addr.arpa": "two.test."})
+                                      "2.0.8.127.in-addr.arpa": "two.test."}).start()
     try:
         found = resolve_all(["127.53.0.1"], ["127.8.0.1", "127.8.0.2", "127.8.0.3"],
                             server.port)
@@ -149,7 +94,7 @@ def test_resolver_names_hosts_from_a_real_server():
 
 
 def test_hosts_file_answers_without_a_query():
-    server = DnsServer("127.53.0.2", {})
+    server = DnsServer("127.53.0.2", {}).start()
     try:
         found = resolve_all(["127.53.0.2"], ["127.8.1.1"], server.port,
                             hosts={"127.8.1.1": "from-hosts"})
@@ -160,9 +105,10 @@ def test_hosts_file_answers_without_a_query():
 
 
 def test_silent_server_times_out_then_the_next_server_answers():
-    silent = DnsServer("127.53.0.3", {}, silent={"1.1.8.127.in-addr.arpa"})
+    silent = DnsServer("127.53.0.3", {}, silent={"1.1.8.127.in-addr.arpa"}).start()
     # One resolver talks to every server on one port.
-    good = DnsServer("127.53.0.4", {"1.1.8.127.in-addr.arpa": "late.test"}, port=silent.port)
+    good = DnsServer("127.53.0.4", {"1.1.8.127.in-addr.arpa": "late.test"},
+                     port=silent.port).start()
     try:
         found = resolve_all(["127.53.0.3", "127.53.0.4"], ["127.8.1.1"], silent.port)
     finally:
@@ -173,7 +119,7 @@ def test_silent_server_times_out_then_the_next_server_answers():
 
 
 def test_nobody_answering_gives_no_name_in_bounded_time():
-    server = DnsServer("127.53.0.5", {}, silent={"5.1.8.127.in-addr.arpa"})
+    server = DnsServer("127.53.0.5", {}, silent={"5.1.8.127.in-addr.arpa"}).start()
     try:
         found = resolve_all(["127.53.0.5"], ["127.8.1.5"], server.port, timeout_ms=100)
     finally:
