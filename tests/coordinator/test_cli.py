@@ -170,6 +170,22 @@ def test_ping_scan_and_ipv6(listeners):
     assert 'addrtype="ipv6"' in proc.stdout
 
 
+def test_rate_parallelism_and_retry_options_scan_correctly(listeners):
+    opened = {listeners.listen("127.10.15.1") for _ in range(3)}
+    spec = ",".join(map(str, sorted(opened | {free_port("127.10.15.1")})))
+    for options in (["--min-rate", "5000"], ["--max-rate", "200"],
+                    ["--min-parallelism", "50", "--max-parallelism", "60"],
+                    ["--max-retries", "0", "--initial-rtt-timeout", "200ms",
+                     "--max-rtt-timeout", "1s", "--min-rtt-timeout", "50ms"],
+                    ["--scan-delay", "5ms", "--max-scan-delay", "10ms", "--host-timeout", "30s"],
+                    ["--min-hostgroup", "2", "--max-hostgroup", "2", "-r"]):
+        proc = run_nsecluster("scan", "-n", *options, "-p", spec, "127.10.15.1-3", "-oX", "-")
+        assert proc.returncode == 0, (options, proc.stderr)
+        found = {port for port, (state, _) in xml_states(proc.stdout)["127.10.15.1"].items()
+                 if state == "open"}
+        assert found == opened, options
+
+
 @pytest.mark.parametrize("template", ["0", "1", "2", "3", "4", "5", "insane", "polite"])
 def test_timing_templates_are_accepted(template, listeners):
     port = listeners.listen("127.10.8.1")
@@ -357,8 +373,14 @@ def test_names_resolve_and_reverse_dns_names_hosts(netns):
     try:
         proc = run_nsecluster("scan", "-p", "1", "farmhost", "127.0.0.8", "nosuchname.test",
                               "-oX", "-", netns=netns.name, timeout=60)
+        system = run_nsecluster("scan", "-sn", "--system-dns", "127.0.0.8", "-oG", "-",
+                                netns=netns.name, timeout=60)
+        always = run_nsecluster("scan", "-R", "-p", "1", "--dns-servers", "127.0.0.53",
+                                "127.0.0.8", "-oG", "-", netns=netns.name, timeout=60)
     finally:
         dns.kill()
+    assert "Host: 127.0.0.8 (eight.test)" in system.stdout  # the C library asked the same server
+    assert "Host: 127.0.0.8 (eight.test)" in always.stdout
     assert proc.returncode == 1  # one name failed; the others were scanned
     assert 'Failed to resolve "nosuchname.test".' in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -368,3 +390,18 @@ def test_names_resolve_and_reverse_dns_names_hosts(netns):
              for h in root.iter("host")}
     assert names["127.0.0.7"][0] == ("farmhost", "user")
     assert ("eight.test", "PTR") in names["127.0.0.8"]
+
+
+def test_host_timeout_and_silent_hosts_in_the_report(netns):
+    netns.run("iptables", "-A", "INPUT", "-d", "127.0.0.79", "-j", "DROP")
+    netns.run("iptables", "-A", "INPUT", "-d", "127.0.0.80", "-j", "DROP")
+    timed_out = run_nsecluster("scan", "-n", "-Pn", "--host-timeout", "500ms",
+                               "--initial-rtt-timeout", "5s", "--min-rtt-timeout", "5s",
+                               "-p", "1-50", "127.0.0.79", netns=netns.name, timeout=60)
+    assert timed_out.returncode == 0, timed_out.stderr
+    assert "Skipping host 127.0.0.79 due to host timeout" in timed_out.stdout
+    down = run_nsecluster("scan", "-n", "-v", "--max-retries", "1", "-p", "80", "127.0.0.80",
+                          "127.0.0.1", "-oG", "-", netns=netns.name, timeout=60)
+    assert "Host: 127.0.0.80 ()\tStatus: Down" in down.stdout
+    assert "Host: 127.0.0.1 ()\tStatus: Up" in down.stdout
+    assert "(1 host up)" in down.stdout
