@@ -1,7 +1,6 @@
 """Host groups: how many hosts a worker scans together, and the lazy split into groups."""
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Iterator
 
 from coordinator.errors import UserError
@@ -37,9 +36,25 @@ def host_group_sizes(tcp_port_count: int, udp_port_count: int, port_scan: bool,
 
 def host_groups(targets: Iterable[Target], first_size: int,
                 size: int) -> Iterator[tuple[Target, ...]]:
-    """Consecutive groups, the first of ``first_size``; never reads ahead more than a group."""
+    """Consecutive groups, the first of ``first_size``; never reads ahead more than a group.
+    A bad target (say deep in -iL) ends the split, but only after the targets read before it
+    have gone out as a last group: nothing already planned is lost."""
     iterator = iter(targets)
-    group = tuple(itertools.islice(iterator, first_size))
-    while group:
-        yield group
-        group = tuple(itertools.islice(iterator, size))
+    wanted = first_size
+    while True:
+        group: list[Target] = []
+        problem = None
+        try:
+            for target in iterator:
+                group.append(target)
+                if len(group) == wanted:
+                    break
+        except UserError as exc:
+            problem = exc
+        if group:
+            yield tuple(group)
+        if problem is not None:
+            raise problem
+        if len(group) < wanted:
+            return
+        wanted = size

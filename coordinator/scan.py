@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 
+from coordinator.errors import UserError
 from coordinator.grouping import host_groups
 from coordinator.output import open_writers
 from coordinator.output.model import RunStats, ScanInfo
@@ -54,20 +55,25 @@ class Scan:
             enabled=sys.stderr.isatty() and plan.interactive,
             estimated_hosts=targets.estimated_count())
         interrupted = False
+        error = None
         started = time.monotonic()
         try:
             writers.begin(info)
             interrupted = self._run_groups(targets, writers, progress)
         except KeyboardInterrupt:
             interrupted = True
+        except UserError as exc:  # e.g. a bad line deep in -iL: the outputs say why they end
+            error = str(exc)
+            raise
         finally:
             progress.close()
-            if self.hosts_total == 0 and not interrupted:
+            if self.hosts_total == 0 and not interrupted and error is None:
                 print("WARNING: No targets were specified, so 0 hosts scanned.",
                       file=sys.stderr)
             writers.end(RunStats(end_time=time.time(), elapsed_s=time.monotonic() - started,
                                  hosts_total=self.hosts_total, hosts_up=self.hosts_up,
-                                 hosts_down=self.hosts_down, interrupted=interrupted))
+                                 hosts_down=self.hosts_down, interrupted=interrupted,
+                                 error=error))
             writers.close()
         if interrupted:
             return 130

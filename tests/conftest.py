@@ -1,19 +1,26 @@
-"""Shared test peers: listeners on 127.0.0.0/8, private network namespaces, the CLI."""
+"""Shared test peers: listeners on 127.0.0.0/8, private network namespaces, the CLI, and
+Nmap itself as the reference."""
 from __future__ import annotations
 
 import os
+import random
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from coordinator.services import ServiceTable
+
 REPO = Path(__file__).resolve().parent.parent
 NSECLUSTER = [sys.executable, "-m", "coordinator.cli"]
+NMAP_SERVICES = Path("/usr/share/nmap/nmap-services")  # from Debian's nmap-common
 
 
 def run_nsecluster(*args, input=None, timeout=120, netns=None, env=None, cwd=None):
@@ -104,6 +111,85 @@ def netns():
         yield ns
     finally:
         ns.destroy()
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """Local time is UTC, so headers and footers read as in the transcripts."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+# --------------------------------------------------------------------------------------------
+# Nmap as the reference
+
+
+@pytest.fixture(scope="session")
+def nmap_path() -> str:
+    """The nmap binary. Without it a test that compares with Nmap fails, naming what is
+    missing (a skip would fail the run as well, see pytest_sessionfinish)."""
+    path = shutil.which("nmap")
+    if path is None:
+        pytest.fail("nmap is required (.ci/setup installs Debian's nmap)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_table() -> ServiceTable:
+    """Nmap's own service table."""
+    if not NMAP_SERVICES.is_file():
+        pytest.fail(f"{NMAP_SERVICES} is required (.ci/setup installs Debian's nmap-common)")
+    return ServiceTable.parse_nmap_services(NMAP_SERVICES.read_text(), "real")
+
+
+def nmap_scaninfo(nmap: str, *options: str) -> dict[str, set[int]]:
+    """Ports Nmap would scan per protocol, from ``<scaninfo services=...>`` (empty when Nmap
+    rejects the options). The only target is excluded, so Nmap scans nothing and sends no
+    packet."""
+    command = [nmap, "-n", "-Pn", "--datadir", str(NMAP_SERVICES.parent), *options,
+               "-oX", "-", "127.0.0.1", "--exclude", "127.0.0.1"]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
+    result = {}
+    for protocol, services in re.findall(r'<scaninfo [^>]*protocol="(\w+)"[^>]*'
+                                         r' services="([^"]*)"', output):
+        ports: set[int] = set()
+        for part in filter(None, services.split(",")):
+            low, _, high = part.partition("-")
+            ports.update(range(int(low), int(high or low) + 1))
+        result[protocol] = ports
+    return result
+
+
+def nmap_tcp_service_names() -> dict[int, str]:
+    """{port: name} of the TCP entries in Nmap's nmap-services."""
+    names = {}
+    with NMAP_SERVICES.open() as lines:
+        for line in lines:
+            parts = line.split()
+            if len(parts) >= 2 and not line.startswith("#") and parts[1].endswith("/tcp"):
+                names[int(parts[1].split("/")[0])] = parts[0]
+    return names
+
+
+def loopback_address() -> str:
+    """A random 127/8 address, so parallel tests never scan each other's listeners."""
+    return f"127.{random.randint(100, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+
+
+def scan_listeners_with_nmap(nmap: str, listeners: Listeners, opened, *args: str) -> str:
+    """Listens on the ``opened`` ports of a fresh loopback address (tests may run in
+    parallel), runs ``nmap --unprivileged -n ARGS ADDRESS``, which must succeed, and returns
+    the address."""
+    address = loopback_address()
+    for n in opened:
+        listeners.listen(address, n)
+    result = subprocess.run([nmap, "--unprivileged", "-n", *args, address],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return address
 
 
 def pytest_sessionfinish(session, exitstatus):

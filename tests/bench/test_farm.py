@@ -5,7 +5,6 @@ its own /24 so that tests may run in parallel."""
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import socket
 import subprocess
@@ -33,8 +32,6 @@ from bench.farm import (  # noqa: E402
 )
 from bench.portscan import diff_open, parse_grepable, parse_output, parse_xml  # noqa: E402
 
-NMAP = shutil.which("nmap")
-needs_nmap = pytest.mark.skipif(NMAP is None, reason="nmap is not installed")
 PORTS = (2222, 2525, 8080)
 
 
@@ -318,9 +315,8 @@ def test_diff_open():
     assert d["extra_examples"] == ["127.5.0.1:1"]
 
 
-@needs_nmap
 @pytest.mark.parametrize("fmt", ["-oG", "-oX"])
-def test_parsers_on_real_nmap_output_of_the_farm(fmt):
+def test_parsers_on_real_nmap_output_of_the_farm(nmap_path, fmt):
     base = "127.5.9.0" if fmt == "-oG" else "127.5.10.0"
     spec = many_hosts(count=6, ports=PORTS, base=base, seed=5)
     targets = many_hosts_targets(6, base)
@@ -329,7 +325,7 @@ def test_parsers_on_real_nmap_output_of_the_farm(fmt):
         for ip, ps in foreign_open_ports(spec.hosts, PORTS, exclude=expected).items():
             expected.setdefault(ip, set()).update(ps)
         r = subprocess.run(
-            [NMAP, "--unprivileged", "-sT", "-n", "-Pn", "-p", ",".join(map(str, PORTS)), *targets, fmt, "-"],
+            [nmap_path, "--unprivileged", "-sT", "-n", "-Pn", "-p", ",".join(map(str, PORTS)), *targets, fmt, "-"],
             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
         )
     assert r.returncode == 0, r.stderr
@@ -338,7 +334,7 @@ def test_parsers_on_real_nmap_output_of_the_farm(fmt):
     assert res.up == set(spec.hosts)
 
 
-@needs_nmap
+@pytest.mark.usefixtures("nmap_path")
 def test_portscan_harness_with_nmap_only(tmp_path, capsys):
     from bench import portscan
 

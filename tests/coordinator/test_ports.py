@@ -1,12 +1,8 @@
 """Port selection: -p syntax and semantics, --top-ports, -F, default ports."""
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
-from pathlib import Path
-
 import pytest
+from conftest import nmap_scaninfo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -21,9 +17,6 @@ from coordinator.ports import (
 )
 from coordinator.services import ServiceTable
 from worker.protocol import PortSet, format_ranges, merge_ranges
-
-REAL_NMAP_SERVICES = Path("/usr/share/nmap/nmap-services")
-NMAP = shutil.which("nmap")
 
 TABLE = ServiceTable.parse_nmap_services("""\
 ftp-data\t20/tcp\t0.001079
@@ -284,28 +277,9 @@ def test_fast_and_default_without_frequencies():
 # Nmap as the reference (the real table)
 
 
-@pytest.fixture(scope="module")
-def real_table() -> ServiceTable:
-    if not REAL_NMAP_SERVICES.is_file():
-        pytest.skip("Nmap's nmap-services is not installed")
-    return ServiceTable.parse_nmap_services(REAL_NMAP_SERVICES.read_text(), "real")
-
-
-def nmap_tcp_ports(*options: str) -> set[int] | None:
-    """TCP ports ``nmap -sT`` would scan, or None when Nmap rejects the options. The only
-    target is excluded: Nmap scans nothing and sends no packet."""
-    command = [NMAP, "-n", "-Pn", "-sT", "--unprivileged", "--datadir",
-               str(REAL_NMAP_SERVICES.parent), *options, "-oX", "-", "127.0.0.1", "--exclude",
-               "127.0.0.1"]
-    output = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
-    found = re.search(r'<scaninfo [^>]* services="([^"]*)"', output)
-    if found is None:
-        return None
-    result: set[int] = set()
-    for part in filter(None, found.group(1).split(",")):
-        low, _, high = part.partition("-")
-        result.update(range(int(low), int(high or low) + 1))
-    return result
+def nmap_tcp_ports(nmap: str, *options: str) -> set[int] | None:
+    """TCP ports ``nmap -sT`` would scan, or None when Nmap rejects the options."""
+    return nmap_scaninfo(nmap, "-sT", "--unprivileged", *options).get("tcp")
 
 
 NMAP_SPECS = ["22", "-100", "65000-", "-", "0", "T:80-90,U:53,100", "http*", "hTTP",
@@ -314,10 +288,9 @@ NMAP_SPECS = ["22", "-100", "65000-", "-", "0", "T:80-90,U:53,100", "http*", "hT
               "mercantile", "X:80", "T:", "1-10-20", "0x50"]
 
 
-@pytest.mark.skipif(NMAP is None, reason="nmap is not installed")
-def test_port_specs_match_nmap(real_table):
+def test_port_specs_match_nmap(nmap_path, real_table):
     for spec in NMAP_SPECS:
-        expected = nmap_tcp_ports("-p", spec)
+        expected = nmap_tcp_ports(nmap_path, "-p", spec)
         try:
             ours = set(parse_port_spec(spec, real_table, ["tcp"]).ports("tcp"))
         except UserError:
@@ -325,11 +298,10 @@ def test_port_specs_match_nmap(real_table):
         assert ours == expected, spec
 
 
-@pytest.mark.skipif(NMAP is None, reason="nmap is not installed")
-def test_top_fast_and_default_match_nmap(real_table):
-    assert nmap_tcp_ports("-F") == fast_ports(real_table, ["tcp"]).tcp
-    assert nmap_tcp_ports() == default_ports(real_table, ["tcp"]).tcp
-    assert nmap_tcp_ports("--top-ports", "20", "-p", "1-100") == \
+def test_top_fast_and_default_match_nmap(nmap_path, real_table):
+    assert nmap_tcp_ports(nmap_path, "-F") == fast_ports(real_table, ["tcp"]).tcp
+    assert nmap_tcp_ports(nmap_path) == default_ports(real_table, ["tcp"]).tcp
+    assert nmap_tcp_ports(nmap_path, "--top-ports", "20", "-p", "1-100") == \
         top_ports(20, real_table, ["tcp"], parse_port_spec("1-100", real_table)).tcp
 
 

@@ -3,19 +3,14 @@ from __future__ import annotations
 
 import marshal
 import os
-import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import nmap_scaninfo
 
 from coordinator.errors import UserError
 from coordinator.services import ServiceTable, load_service_table
 from worker.datadir import DataPath
-
-REAL_NMAP_SERVICES = Path("/usr/share/nmap/nmap-services")
-NMAP = shutil.which("nmap")
 
 NMAP_SERVICES_FIXTURE = """\
 # Fields in this file are: Service name, portnum/protocol, open-frequency, optional comments
@@ -167,47 +162,22 @@ def test_load_tolerates_undecodable_bytes(tmp_path):
 # The real file, and Nmap as the reference
 
 
-@pytest.fixture(scope="module")
-def real_table() -> ServiceTable:
-    if not REAL_NMAP_SERVICES.is_file():
-        pytest.skip("Nmap's nmap-services is not installed")
-    return ServiceTable.parse_nmap_services(REAL_NMAP_SERVICES.read_text(), "real")
-
-
 def test_real_table_basics(real_table):
     assert real_table.name("tcp", 80) == "http" and real_table.name("udp", 161) == "snmp"
     assert real_table.top(1, "tcp") == [80]
     assert sorted(real_table.top(10, "tcp")) == [21, 22, 23, 25, 80, 110, 139, 443, 445, 3389]
 
 
-def nmap_scaninfo(*options: str) -> dict[str, set[int]]:
-    """Ports Nmap would scan per protocol, from ``<scaninfo services=...>``. The only target is
-    excluded, so Nmap scans nothing and sends no packet."""
-    command = [NMAP, "-n", "-Pn", "--datadir", str(REAL_NMAP_SERVICES.parent), *options,
-               "-oX", "-", "127.0.0.1", "--exclude", "127.0.0.1"]
-    output = subprocess.run(command, capture_output=True, text=True, timeout=60).stdout
-    result = {}
-    for protocol, services in re.findall(r'<scaninfo [^>]*protocol="(\w+)"[^>]*'
-                                         r' services="([^"]*)"', output):
-        ports: set[int] = set()
-        for part in filter(None, services.split(",")):
-            low, _, high = part.partition("-")
-            ports.update(range(int(low), int(high or low) + 1))
-        result[protocol] = ports
-    return result
-
-
-@pytest.mark.skipif(NMAP is None, reason="nmap is not installed")
 @pytest.mark.parametrize("count", [1, 10, 100, 1000, 4000])
-def test_top_matches_nmap_top_ports(real_table, count):
-    assert nmap_scaninfo("-sT", "--unprivileged", "--top-ports", str(count)) == {
+def test_top_matches_nmap_top_ports(nmap_path, real_table, count):
+    assert nmap_scaninfo(nmap_path, "-sT", "--unprivileged", "--top-ports", str(count)) == {
         "tcp": set(real_table.top(count, "tcp"))}
 
 
-@pytest.mark.skipif(NMAP is None or os.geteuid() != 0, reason="nmap -sU needs nmap and root")
+@pytest.mark.skipif(os.geteuid() != 0, reason="nmap -sU needs root")
 @pytest.mark.parametrize("count", [10, 100, 1000])
-def test_udp_top_matches_nmap_top_ports(real_table, count):
-    assert nmap_scaninfo("-sU", "--top-ports", str(count)) == {
+def test_udp_top_matches_nmap_top_ports(nmap_path, real_table, count):
+    assert nmap_scaninfo(nmap_path, "-sU", "--top-ports", str(count)) == {
         "udp": set(real_table.top(count, "udp"))}
 
 

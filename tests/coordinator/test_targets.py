@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import ipaddress
 import itertools
-import shutil
 import subprocess
 import time
 import tracemalloc
@@ -28,9 +27,6 @@ from coordinator.targets import (
     validate_tokens,
 )
 from worker.protocol import Target
-
-NMAP = shutil.which("nmap")
-needs_nmap = pytest.mark.skipif(NMAP is None, reason="nmap is not installed")
 
 
 def addresses(spec_text: str) -> list[str]:
@@ -529,10 +525,10 @@ def test_target_file_with_undecodable_bytes_gives_a_user_error(tmp_path):
 # Nmap as the reference
 
 
-def nmap_list_scan(*args: str) -> list[str]:
+def nmap_list_scan(nmap: str, *args: str) -> list[str]:
     """Addresses ``nmap -sL -n`` lists. Only literal addresses are given, so nothing is
     resolved and no packet is sent."""
-    result = subprocess.run([NMAP, "-sL", "-n", *args], capture_output=True, text=True,
+    result = subprocess.run([nmap, "-sL", "-n", *args], capture_output=True, text=True,
                             timeout=60, check=True)
     prefix = "Nmap scan report for "
     return [line[len(prefix):] for line in result.stdout.splitlines() if line.startswith(prefix)]
@@ -544,22 +540,22 @@ NMAP_SAMPLES = ["127.0.1-3.1-2", "127.0.0.5,1-3", "127.0.0.1-3,2-4", "127.0.0.-3
                 "127.0.0.0001", "127.0.0.010"]
 
 
-@needs_nmap
-def test_ipv4_expansion_matches_nmap():
-    assert nmap_list_scan(*NMAP_SAMPLES) == [a for spec in NMAP_SAMPLES for a in addresses(spec)]
+def test_ipv4_expansion_matches_nmap(nmap_path):
+    assert nmap_list_scan(nmap_path, *NMAP_SAMPLES) == [
+        a for spec in NMAP_SAMPLES for a in addresses(spec)]
 
 
-@needs_nmap
-def test_ipv6_expansion_matches_nmap():
+def test_ipv6_expansion_matches_nmap(nmap_path):
     samples = ["::1", "::1/126", "2001:db8::ff/125", "2001:DB8:0:0::1"]
-    assert nmap_list_scan("-6", *samples) == [a for s in samples for a in addresses(s)]
+    assert nmap_list_scan(nmap_path, "-6", *samples) == [
+        a for s in samples for a in addresses(s)]
 
 
-@needs_nmap
-def test_exclusions_match_nmap():
+def test_exclusions_match_nmap(nmap_path):
     excludes = "127.0.0.1,127.0.0.4/31,127.0.0.8-9"
     ours = TargetStream(["127.0.0.0-12"], parse_excludes(excludes), no_resolver, print)
-    assert nmap_list_scan("127.0.0.0-12", "--exclude", excludes) == [t.address for t in ours]
+    assert nmap_list_scan(nmap_path, "127.0.0.0-12", "--exclude", excludes) == [
+        t.address for t in ours]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,63 +1,22 @@
 """Grepable output (-oG), checked against transcripts of nmap 7.93 runs and nmap itself."""
 from __future__ import annotations
 
-import io
-import random
-import shutil
-import subprocess
-import time
+from functools import partial
 
 import pytest
+from conftest import scan_listeners_with_nmap
+from output_support import T0, host_maker, make_info, make_port, nmap_named_ports, render_report
 
 from coordinator.output import GrepableWriter, open_writers
-from coordinator.output.model import RunStats, ScanInfo
-from worker.protocol import HostResult, PortResult, ScriptResult, Service
+from coordinator.output.model import RunStats
+from worker.protocol import ScriptResult, Service
 
-T0 = 1795730241  # Thu Nov 26 21:57:21 2026 UTC
+pytestmark = pytest.mark.usefixtures("utc")
 
-
-def loopback_address() -> str:
-    """A random 127/8 address, so parallel tests never scan each other's listeners."""
-    return f"127.{random.randint(100, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
-NMAP = shutil.which("nmap")
-
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-def info(**kw) -> ScanInfo:
-    base = dict(command_line="nsecluster -sT -p 1-100 127.0.0.1", start_time=T0,
-                scan_type="connect", tcp_ranges=((1, 100),))
-    base.update(kw)
-    return ScanInfo(**base)
-
-
-def port(n, state="closed", reason=None, proto="tcp", service=None, scripts=()):
-    reason = reason or {"open": "syn-ack", "closed": "conn-refused"}.get(state, "no-response")
-    return PortResult(proto, n, state, reason, 0, service, list(scripts))
-
-
-def host(address="127.0.0.1", ports=(), **kw) -> HostResult:
-    base = dict(status="up", reason="syn-ack", start_time=T0, end_time=T0, srtt_us=40)
-    base.update(kw)
-    return HostResult(address, ports=list(ports), **base)
-
-
-def render(scan, hosts, stats=None) -> str:
-    out = io.StringIO()
-    w = GrepableWriter(out)
-    w.begin(scan)
-    for h in hosts:
-        w.host(h)
-    w.end(stats or RunStats(T0, 0.02, len(hosts), len(hosts), 0))
-    return out.getvalue()
-
+info = partial(make_info, command_line="nsecluster -sT -p 1-100 127.0.0.1")
+port = make_port
+host = host_maker(srtt_us=40)
+render = partial(render_report, GrepableWriter)
 
 NAMES = {22: "ssh", 25: "smtp", 80: "http", 8080: "http-proxy"}
 
@@ -159,23 +118,11 @@ def test_each_host_is_flushed(tmp_path):
     outputs.close()
 
 
-@pytest.mark.skipif(NMAP is None, reason="nmap is not installed")
-def test_same_lines_as_nmap_for_listeners_on_loopback(tmp_path, listeners):
-    address, opened = loopback_address(), {40002, 40003, 40050}
-    for n in opened:
-        listeners.listen(address, n)
-    result = subprocess.run(
-        [NMAP, "--unprivileged", "-sT", "-Pn", "-n", "-v", "-p", "40000-40060",
-         "-oG", str(tmp_path / "n.gnmap"), address],
-        capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    names = {}
-    for line in open("/usr/share/nmap/nmap-services"):
-        parts = line.split()
-        if len(parts) >= 2 and not line.startswith("#") and parts[1].endswith("/tcp"):
-            names[int(parts[1].split("/")[0])] = parts[0]
-    ports = [port(n, "open" if n in opened else "closed",
-                  service=Service(names[n]) if n in names else None) for n in range(40000, 40061)]
+def test_same_lines_as_nmap_for_listeners_on_loopback(tmp_path, listeners, nmap_path):
+    opened = {40002, 40003, 40050}
+    address = scan_listeners_with_nmap(nmap_path, listeners, opened, "-sT", "-Pn", "-v", "-p",
+                                       "40000-40060", "-oG", str(tmp_path / "n.gnmap"))
+    ports = nmap_named_ports(range(40000, 40061), opened)
     ours = render(info(verbosity=1, tcp_ranges=((40000, 40060),)), [host(address, ports)])
     theirs = (tmp_path / "n.gnmap").read_text()
     assert ours.splitlines()[1:-1] == theirs.splitlines()[1:-1]

@@ -2,20 +2,21 @@
 nothing is lost, and every finished host is on disk before the next one arrives."""
 from __future__ import annotations
 
-import io
 import json
 import re
+from functools import partial
 from pathlib import Path
 
 import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from output_support import make_info, make_port, render_report
 
 from coordinator.output import JsonWriter, open_writers
 from coordinator.output.jsonout import SCHEMA, structured_json
-from coordinator.output.model import RunStats, ScanInfo
-from worker.protocol import HostResult, PortResult, ScriptResult, Service
+from coordinator.output.model import RunStats
+from worker.protocol import HostResult, ScriptResult, Service
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "json-schema.md"
 T0 = 1795730241.25
@@ -34,16 +35,9 @@ def validator():
     return jsonschema.Draft202012Validator(schema)
 
 
-def info(**kw) -> ScanInfo:
-    base = dict(command_line="nsecluster -oJ - 127.0.0.1", start_time=T0, scan_type="connect",
-                tcp_ranges=((1, 100),), udp_ranges=((160, 189),))
-    base.update(kw)
-    return ScanInfo(**base)
-
-
-def port(n, state="closed", reason=None, proto="tcp", ttl=0, service=None, scripts=()):
-    reason = reason or {"open": "syn-ack", "closed": "conn-refused"}.get(state, "no-response")
-    return PortResult(proto, n, state, reason, ttl, service, list(scripts))
+info = partial(make_info, command_line="nsecluster -oJ - 127.0.0.1", start_time=T0,
+               udp_ranges=((160, 189),))
+port = make_port
 
 
 def rich_hosts():
@@ -71,17 +65,8 @@ def rich_hosts():
 
 
 def render(scan, hosts, stats=None, pre=(), post=()) -> list[dict]:
-    out = io.StringIO()
-    w = JsonWriter(out)
-    w.begin(scan)
-    if pre:
-        w.prescript(list(pre))
-    for h in hosts:
-        w.host(h)
-    if post:
-        w.postscript(list(post))
-    w.end(stats or RunStats(T0 + 2, 2.0, len(hosts), len(hosts), 0))
-    text = out.getvalue()
+    text = render_report(JsonWriter, scan, hosts, stats, pre, post, end_time=T0 + 2,
+                         elapsed_s=2.0)
     assert text.isascii() and text.endswith("\n")
     return [json.loads(line) for line in text.splitlines()]
 

@@ -3,17 +3,15 @@ Nmap runs and, where nmap is installed, against nmap itself scanning listeners o
 from __future__ import annotations
 
 import io
-import os
-import random
 import re
-import shutil
-import subprocess
-import time
 from dataclasses import replace
+from functools import partial
 
 import pytest
+from conftest import scan_listeners_with_nmap
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from output_support import T0, host_maker, make_info, make_port, nmap_named_ports, render_report
 
 from coordinator.errors import UserError
 from coordinator.output import InteractiveWriter, NormalWriter, OutputSet, open_writers
@@ -27,61 +25,26 @@ from coordinator.output.normal import (
 )
 from worker.protocol import HostResult, PortResult, PortRun, ScriptResult, Service, merge_ranges
 
-T0 = 1795730241  # Thu Nov 26 21:57:21 2026 UTC
-
-
-def loopback_address() -> str:
-    """A random 127/8 address, so parallel tests never scan each other's listeners."""
-    return f"127.{random.randint(100, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+pytestmark = pytest.mark.usefixtures("utc")
 
 SERVICES = {20: "ftp-data", 21: "ftp", 22: "ssh", 23: "telnet", 24: "priv-mail", 25: "smtp",
             26: "rsftp", 27: "nsw-fe", 28: "unknown", 29: "msg-icp", 80: "http",
             8080: "http-proxy"}
 
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-def info(**kw) -> ScanInfo:
-    base = dict(command_line="nsecluster -sT 127.0.0.1", start_time=T0, scan_type="connect",
-                tcp_ranges=((1, 100),))
-    base.update(kw)
-    return ScanInfo(**base)
+info = partial(make_info, command_line="nsecluster -sT 127.0.0.1")
+host = host_maker("127.0.0.2", reason="conn-refused", srtt_us=51, rttvar_us=36,
+                  timeout_us=100000)
 
 
 def port(n, state="closed", reason=None, proto="tcp", ttl=0, service="default", scripts=()):
-    if reason is None:
-        reason = {"open": "syn-ack", "closed": "conn-refused"}.get(state, "no-response")
+    """make_port, with the service named from SERVICES unless ``service`` is given."""
     if service == "default":
         service = Service(SERVICES[n]) if n in SERVICES else None
-    return PortResult(proto, n, state, reason, ttl, service, list(scripts))
-
-
-def host(address="127.0.0.2", ports=(), **kw) -> HostResult:
-    base = dict(status="up", reason="conn-refused", start_time=T0, end_time=T0, srtt_us=51,
-                rttvar_us=36, timeout_us=100000)
-    base.update(kw)
-    return HostResult(address, ports=list(ports), **base)
+    return make_port(n, state, reason, proto, ttl, service, scripts)
 
 
 def render(scan: ScanInfo, hosts, stats=None, writer=NormalWriter, pre=(), post=()) -> str:
-    out = io.StringIO()
-    w = writer(out)
-    w.begin(scan)
-    if pre:
-        w.prescript(list(pre))
-    for h in hosts:
-        w.host(h)
-    if post:
-        w.postscript(list(post))
-    w.end(stats or RunStats(T0, 0.02, len(hosts), len(hosts), 0))
-    return out.getvalue()
+    return render_report(writer, scan, hosts, stats, pre, post)
 
 
 def body(text: str) -> str:
@@ -580,41 +543,17 @@ def test_broken_stdout_does_not_stop_file_outputs(tmp_path):
 # --------------------------------------------------------------------------------------------
 # Against nmap itself
 
-NMAP = shutil.which("nmap")
-
-
-def nmap_services():
-    names = {}
-    path = "/usr/share/nmap/nmap-services"
-    if os.path.exists(path):
-        for line in open(path):
-            parts = line.split()
-            if len(parts) >= 2 and not line.startswith("#") and parts[1].endswith("/tcp"):
-                names[int(parts[1].split("/")[0])] = parts[0]
-    return names
-
-
-@pytest.mark.skipif(NMAP is None, reason="nmap is not installed")
 @pytest.mark.parametrize("mode", ["ports", "ping"])
-def test_same_body_as_nmap_for_listeners_on_loopback(tmp_path, mode, listeners):
-    address = loopback_address()  # a fresh one: tests may run in parallel
+def test_same_body_as_nmap_for_listeners_on_loopback(tmp_path, mode, listeners, nmap_path):
     opened = {40001, 40010, 40044} if mode == "ports" else set()
-    for n in opened:
-        listeners.listen(address, n)
     args = ["-sT", "-Pn", "-p", "40000-40060"] if mode == "ports" else ["-sn"]
-    result = subprocess.run(
-        [NMAP, "--unprivileged", "-n", "--reason", *args, "-oN", str(tmp_path / "n.nmap"),
-         address], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    address = scan_listeners_with_nmap(nmap_path, listeners, opened, "--reason", *args,
+                                       "-oN", str(tmp_path / "n.nmap"))
     theirs = (tmp_path / "n.nmap").read_text()
     latency = re.search(r"\((\S+)s latency\)", theirs).group(1)
     srtt_us = round(float(latency) * 1_000_000)
     if mode == "ports":
-        names = nmap_services()
-        ports = [PortResult("tcp", n, "open" if n in opened else "closed",
-                            "syn-ack" if n in opened else "conn-refused", 0,
-                            Service(names[n]) if n in names else None)
-                 for n in range(40000, 40061)]
+        ports = nmap_named_ports(range(40000, 40061), opened)
         scan = info(show_reason=True, tcp_ranges=((40000, 40060),))
         ours = render(scan, [host(address, ports, reason="user-set", srtt_us=srtt_us)])
     else:

@@ -2,73 +2,30 @@
 shaped like what nmap 7.93 writes for the same scan."""
 from __future__ import annotations
 
-import io
 import os
-import random
 import shutil
 import subprocess
-import time
+from functools import partial
 
 import pytest
+from conftest import scan_listeners_with_nmap
 from lxml import etree
+from output_support import T0, host_maker, make_info, make_port, nmap_named_ports, render_report
 
 from coordinator.output import XmlWriter, open_writers
-from coordinator.output.model import RunStats, ScanInfo
-from worker.protocol import HostResult, PortResult, ScriptResult, Service
+from coordinator.output.model import RunStats
+from worker.protocol import ScriptResult, Service
 
 DTD_PATH = "/usr/share/nmap/nmap.dtd"  # from Debian's nmap-common, read at test time
-NMAP = shutil.which("nmap")
 NDIFF = shutil.which("ndiff")
-T0 = 1795730241  # Thu Nov 26 21:57:21 2026 UTC
-
-
-def loopback_address() -> str:
-    """A random 127/8 address, so parallel tests never scan each other's listeners."""
-    return f"127.{random.randint(100, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
 
 needs_dtd = pytest.mark.skipif(not os.path.exists(DTD_PATH), reason="nmap.dtd not installed")
+pytestmark = pytest.mark.usefixtures("utc")
 
-
-@pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-def info(**kw) -> ScanInfo:
-    base = dict(command_line="nsecluster -sT --reason -p 1-100 127.0.0.1", start_time=T0,
-                scan_type="connect", tcp_ranges=((1, 100),))
-    base.update(kw)
-    return ScanInfo(**base)
-
-
-def port(n, state="closed", reason=None, proto="tcp", ttl=0, service=None, scripts=()):
-    reason = reason or {"open": "syn-ack", "closed": "conn-refused"}.get(state, "no-response")
-    return PortResult(proto, n, state, reason, ttl, service, list(scripts))
-
-
-def host(address="127.0.0.1", ports=(), **kw) -> HostResult:
-    base = dict(status="up", reason="syn-ack", start_time=T0, end_time=T0 + 1, srtt_us=47,
-                rttvar_us=36, timeout_us=100000)
-    base.update(kw)
-    return HostResult(address, ports=list(ports), **base)
-
-
-def render(scan, hosts, stats=None, pre=(), post=()) -> str:
-    out = io.StringIO()
-    w = XmlWriter(out)
-    w.begin(scan)
-    if pre:
-        w.prescript(list(pre))
-    for h in hosts:
-        w.host(h)
-    if post:
-        w.postscript(list(post))
-    w.end(stats or RunStats(T0 + 1, 0.5, len(hosts), len(hosts), 0))
-    return out.getvalue()
+info = partial(make_info, command_line="nsecluster -sT --reason -p 1-100 127.0.0.1")
+port = make_port
+host = host_maker(end_time=T0 + 1, srtt_us=47, rttvar_us=36, timeout_us=100000)
+render = partial(render_report, XmlWriter, end_time=T0 + 1, elapsed_s=0.5)
 
 
 def validate(text: str):
@@ -369,35 +326,17 @@ def _shape(element) -> list:
     return [element.tag, attrs, element.text, element.tail, children]
 
 
-def _nmap_services():
-    names = {}
-    for line in open("/usr/share/nmap/nmap-services"):
-        parts = line.split()
-        if len(parts) >= 2 and not line.startswith("#") and parts[1].endswith("/tcp"):
-            names[int(parts[1].split("/")[0])] = parts[0]
-    return names
-
-
 @needs_dtd
-@pytest.mark.skipif(NMAP is None, reason="nmap is not installed")
 @pytest.mark.parametrize("mode", ["ports", "ping"])
-def test_same_structure_as_nmap_for_an_equivalent_scan(tmp_path, mode, listeners):
-    address = loopback_address()  # a fresh one: tests may run in parallel
+def test_same_structure_as_nmap_for_an_equivalent_scan(tmp_path, mode, listeners, nmap_path):
     opened = {40001, 40010, 40044} if mode == "ports" else set()
-    for n in opened:
-        listeners.listen(address, n)
     args = (["-sT", "-Pn", "-p", "40000-40060"] if mode == "ports" else ["-sn"])
-    result = subprocess.run([NMAP, "--unprivileged", "-n", "--reason", *args,
-                             "-oX", str(tmp_path / "nmap.xml"), address],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
+    address = scan_listeners_with_nmap(nmap_path, listeners, opened, "--reason", *args,
+                                       "-oX", str(tmp_path / "nmap.xml"))
     theirs = etree.parse(str(tmp_path / "nmap.xml"), etree.XMLParser(remove_comments=True,
                                                                      remove_pis=True))
     if mode == "ports":
-        names = _nmap_services()
-        ports = [port(n, "open" if n in opened else "closed",
-                      service=Service(names[n]) if n in names else None)
-                 for n in range(40000, 40061)]
+        ports = nmap_named_ports(range(40000, 40061), opened)
         scan = info(show_reason=True, tcp_ranges=((40000, 40060),))
         ours_host = host(address, ports, reason="user-set")
     else:

@@ -5,7 +5,6 @@ import socket
 import subprocess
 import sys
 
-import pytest
 from conftest import REPO, free_port
 
 from worker.group import run_group

@@ -14,7 +14,6 @@ import errno
 import functools
 import resource
 import struct
-from collections.abc import Callable, Hashable
 
 from worker.nsock.loop import EventLoop
 from worker.scan.ultra import Probe, UltraScan
@@ -74,11 +73,11 @@ def fd_budget() -> int:
 class ConnectProber:
     """Drives one UltraScan to completion with connect probes on ``loop``."""
 
-    def __init__(self, loop: EventLoop, scan: UltraScan,
-                 address_of: Callable[[Hashable], str] | None = None):
+    def __init__(self, loop: EventLoop, scan: UltraScan):
+        """``scan``'s host keys are the addresses to connect to."""
         self.loop = loop
         self.scan = scan
-        self.address_of = address_of
+        self._closed = False
         self._pump_queued = False
         self._wakeup_timer = None
         self._expiry_timer = None
@@ -94,7 +93,9 @@ class ConnectProber:
             self.abandon_all()
 
     def abandon_all(self) -> None:
-        """Close every probe still out (normal end, Ctrl-C, host timeout)."""
+        """Close every probe still out (normal end, Ctrl-C, host timeout); callbacks still
+        queued on the shared loop find this prober closed and do nothing."""
+        self._closed = True
         for host in self.scan.hosts:
             for probe in list(host.outstanding):
                 self._close(probe)
@@ -112,6 +113,8 @@ class ConnectProber:
         """Send what the windows allow. Answers that arrive while sending (loopback answers
         inside connect) free room at once, so keep going, for a bounded slice of time."""
         self._pump_queued = False
+        if self._closed:
+            return
         scan, loop = self.scan, self.loop
         deadline = loop.now_ms() + _PUMP_SLICE_MS
         while True:
@@ -135,7 +138,7 @@ class ConnectProber:
         self._pump()
 
     def _launch(self, probe: Probe) -> None:
-        address = probe.host.key if self.address_of is None else self.address_of(probe.host.key)
+        address = probe.host.key
         try:
             sock = _socket.socket(_AF_INET6 if ":" in address else _AF_INET, _STREAM_NONBLOCK)
         except OSError as exc:
