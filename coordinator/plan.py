@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from coordinator.errors import UserError
 from coordinator.grouping import host_group_sizes
 from coordinator.ports import default_ports, fast_ports, parse_port_spec, top_ports
-from coordinator.services import ServiceTable, load_service_table
 from coordinator.targets import parse_excludes, validate_tokens
 from coordinator.timing import build_timing, parse_template, parse_time_ms
 from worker.datadir import DataPath
-from worker.protocol import PortSet, ScanOptions
+from worker.protocol import PortSet, ScanOptions, ScriptOptions
+from worker.services import ServiceTable, service_table_for
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class ScanPlan:
 def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
     warnings: list[str] = []
     datapath = DataPath.from_environment(args.datadir, environ, environ.get("HOME"))
-    services = load_service_table(datapath, cache_dir=_cache_dir(environ))
+    services = service_table_for(args.datadir, environ)
     warnings.extend(services.warnings)
     ping_only = bool(args.ping_only)
     if ping_only and args.connect_scan:
@@ -80,6 +80,7 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
         "min_parallelism": args.min_parallelism,
         "max_parallelism": args.max_parallelism,
     })
+    script_options = _script_options(args, datapath)
     options = ScanOptions(
         ports=ports,
         scan_type="none" if ping_only else "connect",
@@ -91,7 +92,11 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
         timing=timing,
         verbosity=args.verbosity + args.debugging,  # as in Nmap, each -d also adds a -v
         debugging=args.debugging,
+        datadir=args.datadir,
+        scripts=script_options,
     )
+    if script_options is not None:
+        _check_scripts(options, environ)
     first, size = host_group_sizes(ports.count("tcp"), ports.count("udp"), not ping_only,
                                    timing.level, args.min_hostgroup, args.max_hostgroup)
     return ScanPlan(
@@ -136,11 +141,30 @@ def _choose_ports(args, services: ServiceTable, warnings: list[str]) -> PortSet:
     return selection.for_protocols(protocols)
 
 
-def _cache_dir(environ: dict) -> str | None:
-    """Where parsed data files are kept between scans ($XDG_CACHE_HOME/nsecluster)."""
-    base = environ.get("XDG_CACHE_HOME") or (
-        os.path.join(environ["HOME"], ".cache") if environ.get("HOME") else None)
-    return os.path.join(base, "nsecluster") if base else None
+def _script_options(args, datapath: DataPath) -> ScriptOptions | None:
+    """--script / -sC: None when no script scan was asked for (nse-spec §2.3)."""
+    if not args.script and not args.default_scripts:
+        return None
+    from worker.nse.scriptargs import parse_script_args, read_args_file
+
+    args_text = ""
+    if args.script_args_file:
+        args_text = read_args_file(args.script_args_file, datapath.find)
+    if args.script_args:
+        args_text = f"{args_text},{args.script_args}" if args_text else args.script_args
+    parse_script_args(args_text)  # arguments that do not parse stop the scan now
+    return ScriptOptions(rules=tuple(args.script),
+                         args=args_text,
+                         timeout_ms=_time(args.script_timeout, "--script-timeout") or 0,
+                         trace=bool(args.script_trace))
+
+
+def _check_scripts(options: ScanOptions, environ: dict) -> None:
+    """Select (not load) the scripts now, so a name that matches nothing fails before any
+    packet; the worker selects again from its own directories."""
+    from worker.nse.stage import ScriptSearch, select
+
+    select(options, ScriptSearch(options.datadir, environ))
 
 
 def _time(value: str | None, option: str) -> int | None:

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from coordinator.errors import UserError
-from coordinator.services import NO_FREQUENCIES_MESSAGE, ServiceTable
 from worker.protocol import PROTOCOLS, PortSet
+from worker.services import NO_FREQUENCIES_MESSAGE, ServiceTable
 
 MAX_PORT = 65535
 DEFAULT_TOP = 1000

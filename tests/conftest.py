@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.services import ServiceTable
+from worker.services import ServiceTable
 
 REPO = Path(__file__).resolve().parent.parent
 NSECLUSTER = [sys.executable, "-m", "coordinator.cli"]

@@ -15,8 +15,8 @@ from coordinator.ports import (
     parse_port_spec,
     top_ports,
 )
-from coordinator.services import ServiceTable
 from worker.protocol import PortSet, format_ranges, merge_ranges
+from worker.services import ServiceTable
 
 TABLE = ServiceTable.parse_nmap_services("""\
 ftp-data\t20/tcp\t0.001079

@@ -9,8 +9,8 @@ import pytest
 from conftest import nmap_scaninfo
 
 from coordinator.errors import UserError
-from coordinator.services import ServiceTable, load_service_table
 from worker.datadir import DataPath
+from worker.services import ServiceTable, load_service_table
 
 NMAP_SERVICES_FIXTURE = """\
 # Fields in this file are: Service name, portnum/protocol, open-frequency, optional comments

@@ -14,9 +14,9 @@ import zlib
 from functools import lru_cache
 from pathlib import Path
 
-from coordinator.errors import UserError
 from worker.datadir import DataPath
-from worker.protocol import PROTOCOLS
+from worker.errors import UserError
+from worker.protocol import PROTOCOLS, HostResult, Service
 
 NMAP_SERVICES = "nmap-services"
 
@@ -250,3 +250,40 @@ def _read(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise UserError(f"Failed to read service table {path}: {exc.strerror or exc}") from None
+
+
+class TableGuesses:
+    """Nmap's services-table guess for ports the scan did not identify otherwise. One Service
+    per (protocol, port) for the whole scan: a guess is shared, never modified."""
+
+    def __init__(self, services):
+        self.services = services
+        self._cache: dict[tuple[str, int], Service | None] = {}
+
+    def name_ports(self, host: HostResult) -> None:
+        for port in host.ports:
+            if port.service is None:
+                key = (port.protocol, port.portid)
+                if key not in self._cache:
+                    name = self.services.name(port.protocol, port.portid)
+                    self._cache[key] = (Service(name=name, method="table", conf=3)
+                                        if name is not None else None)
+                port.service = self._cache[key]
+
+
+_tables: dict[tuple, ServiceTable] = {}
+
+
+def service_table_for(datadir: str | None, environ=None) -> ServiceTable:
+    """This process's table for scans with ``datadir`` (loaded once, cached between scans)."""
+    environ = os.environ if environ is None else environ
+    key = (datadir, environ.get("NMAPDIR"), environ.get("HOME"),
+           environ.get("NSECLUSTER_NMAP_PREFIXES"))
+    table = _tables.get(key)
+    if table is None:
+        base = environ.get("XDG_CACHE_HOME") or (
+            os.path.join(environ["HOME"], ".cache") if environ.get("HOME") else None)
+        table = _tables[key] = load_service_table(
+            DataPath.from_environment(datadir, environ, environ.get("HOME")),
+            cache_dir=os.path.join(base, "nsecluster") if base else None)
+    return table
