@@ -72,6 +72,24 @@ def _add_scan_options(scan: argparse.ArgumentParser) -> None:
     g.add_argument("-r", dest="sequential", action="store_true",
                    help="scan ports in order, not randomized")
 
+    g = scan.add_argument_group("script scan")
+    g.add_argument("-sC", dest="default_scripts", action="store_true",
+                   help="run the default scripts (same as --script=default)")
+    g.add_argument("--script", dest="script", action="append", default=[],
+                   metavar="<Lua scripts>",
+                   help="comma-separated list of scripts, categories, directories or "
+                        "expressions ('default and safe', 'http-*', '+banner')")
+    g.add_argument("--script-args", metavar="<n1=v1,[n2=v2,...]>",
+                   help="arguments for the scripts")
+    g.add_argument("--script-args-file", metavar="FILE",
+                   help="read script arguments from FILE (searched in the data directories)")
+    g.add_argument("--script-timeout", metavar="<time>",
+                   help="give up on a script after this long")
+    g.add_argument("--script-trace", action="store_true",
+                   help="show the data scripts send and receive")
+    g.add_argument("--script-help", metavar="<Lua scripts>",
+                   help="describe the selected scripts and exit")
+
     g = scan.add_argument_group("timing and performance",
                                 "<time> is in seconds, or append 'ms', 's', 'm' or 'h' "
                                 "(e.g. 30m, 0.25h, 500ms)")
@@ -190,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         if command == "scan":
             # Options may follow targets, as with Nmap: parse intermixed.
             args = build_scan_parser().parse_intermixed_args(normalize_argv(rest))
+            if args.script_help is not None:
+                from coordinator.scripthelp import run_script_help
+                return run_script_help(args, dict(os.environ))
             from coordinator.scan import run_scan_command
             return run_scan_command(args, " ".join(["nsecluster", *argv]), dict(os.environ))
         raise UsageError(f"unknown command {command!r}")

@@ -5,16 +5,43 @@ directly (tests check that every result survives the wire encoding unchanged).
 """
 from __future__ import annotations
 
-from worker.protocol import GroupJob, GroupResult, ScanOptions, Target
+from worker.protocol import GroupJob, GroupResult, ScanOptions, ScriptResult, Target
 
 
 class EmbeddedRunner:
-    def __init__(self, scan_id: str, options: ScanOptions):
+    def __init__(self, scan_id: str, options: ScanOptions, log=None):
         self.scan_id = scan_id
         self.options = options
+        self.log = log
 
     def run_group(self, index: int, targets: tuple[Target, ...], on_progress=None) -> GroupResult:
         from worker.group import run_group  # the scanner loads only when a scan starts
 
         return run_group(GroupJob(self.scan_id, index, targets, self.options),
-                         on_progress=on_progress)
+                         on_progress=on_progress, log=self.log)
+
+    def prepare(self) -> None:
+        """Select and load the scripts now: a script that cannot load stops the scan before
+        any output is opened or packet sent, as in Nmap."""
+        if self.options.scripts is None:
+            return
+        from worker.nse.stage import stage_for
+        from worker.nsock.loop import process_loop
+
+        stage_for(self.scan_id, self.options, process_loop(), self.log)
+
+    def prerule(self) -> tuple[list[ScriptResult], list[str]]:
+        if self.options.scripts is None:
+            return [], []
+        from worker.nse.stage import run_prerule
+        from worker.nsock.loop import process_loop
+
+        return run_prerule(self.scan_id, self.options, process_loop(), self.log)
+
+    def postrule(self) -> list[ScriptResult]:
+        if self.options.scripts is None:
+            return []
+        from worker.nse.stage import run_postrule
+        from worker.nsock.loop import process_loop
+
+        return run_postrule(self.scan_id, self.options, process_loop(), self.log)

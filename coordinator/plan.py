@@ -145,13 +145,12 @@ def _script_options(args, datapath: DataPath) -> ScriptOptions | None:
     """--script / -sC: None when no script scan was asked for (nse-spec §2.3)."""
     if not args.script and not args.default_scripts:
         return None
-    from worker.nse.scriptargs import parse_script_args, read_args_file
+    from worker.nse.scriptargs import combine_args, parse_script_args, read_args_file
 
-    args_text = ""
+    file_text = None
     if args.script_args_file:
-        args_text = read_args_file(args.script_args_file, datapath.find)
-    if args.script_args:
-        args_text = f"{args_text},{args.script_args}" if args_text else args.script_args
+        file_text = read_args_file(args.script_args_file, datapath.find)
+    args_text = combine_args(file_text, args.script_args)
     parse_script_args(args_text)  # arguments that do not parse stop the scan now
     return ScriptOptions(rules=tuple(args.script),
                          args=args_text,

@@ -2,6 +2,7 @@
 group completes (so a killed scan keeps every finished host)."""
 from __future__ import annotations
 
+import collections
 import itertools
 import signal
 import sys
@@ -14,7 +15,7 @@ from coordinator.output.model import RunStats, ScanInfo
 from coordinator.plan import ScanPlan, build_plan
 from coordinator.progress import ProgressDisplay, StdoutProxy
 from coordinator.targets import TargetStream, parse_excludes, read_exclude_file, read_target_file
-from worker.protocol import HostResult, Service
+from worker.protocol import HostResult
 
 
 def run_scan_command(args, command_line: str, environ: dict) -> int:
@@ -39,6 +40,7 @@ class Scan:
     def __init__(self, plan: ScanPlan):
         self.plan = plan
         self.resolve_failures = 0
+        self.added_tokens: collections.deque[str] = collections.deque()
         self.hosts_total = self.hosts_up = self.hosts_down = 0
 
     def run(self) -> int:
@@ -49,11 +51,16 @@ class Scan:
             scan_type=plan.options.scan_type, tcp_ranges=plan.options.ports.tcp,
             udp_ranges=plan.options.ports.udp, verbosity=plan.options.verbosity,
             debugging=plan.options.debugging, show_reason=plan.show_reason,
-            open_only=plan.open_only)
+            open_only=plan.open_only, script_scan=plan.options.scripts is not None)
+        from coordinator.embedded import EmbeddedRunner
+
+        self.runner = EmbeddedRunner(plan.scan_id, plan.options, log=_log)
+        self.runner.prepare()
         writers = open_writers(plan.outputs, info, stdout=StdoutProxy())
-        progress = ProgressDisplay(
-            enabled=sys.stderr.isatty() and plan.interactive,
-            estimated_hosts=targets.estimated_count())
+        estimate = None if plan.input_file else TargetStream(list(plan.target_tokens), (),
+                                                             family=None).estimated_count()
+        progress = ProgressDisplay(enabled=sys.stderr.isatty() and plan.interactive,
+                                   estimated_hosts=estimate)
         interrupted = False
         error = None
         started = time.monotonic()
@@ -81,10 +88,10 @@ class Scan:
 
     def _targets(self) -> TargetStream:
         plan = self.plan
-        tokens = list(plan.target_tokens)  # a list: the stream can count it for progress
+        tokens = itertools.chain(plan.target_tokens, self._added_targets())
         if plan.input_file is not None:
             file_tokens = read_target_file(plan.input_file, sys.stdin)  # fails now, not later
-            tokens = itertools.chain(tokens, file_tokens)
+            tokens = itertools.chain(plan.target_tokens, file_tokens, self._added_targets())
         excludes = [spec for text in plan.excludes for spec in parse_excludes(text)]
         if plan.exclude_file is not None:
             excludes.extend(read_exclude_file(plan.exclude_file))
@@ -101,11 +108,12 @@ class Scan:
         print(message, file=sys.stderr)
 
     def _run_groups(self, targets: TargetStream, writers, progress: ProgressDisplay) -> bool:
-        from coordinator.embedded import EmbeddedRunner
-
         plan = self.plan
-        runner = EmbeddedRunner(plan.scan_id, plan.options)
-        guesses = TableGuesses(plan.services)
+        runner = self.runner
+        results, added = runner.prerule()
+        self.added_tokens.extend(added)
+        if results:
+            writers.prescript(results)
         for index, group in enumerate(host_groups(targets, plan.first_group_size,
                                                   plan.group_size)):
             if plan.options.verbosity:
@@ -113,14 +121,22 @@ class Scan:
                       f"[{plan.options.ports.count('tcp')} ports/host]", file=sys.stderr)
             progress.group_started(len(group))
             result = runner.run_group(index, group, on_progress=progress.update)
+            self.added_tokens.extend(result.new_targets)
             for host in result.hosts:
-                guesses.name_ports(host)
                 self._count(host)
                 writers.host(host)
             progress.group_finished(len(result.hosts))
             if result.interrupted:
                 return True
+        results = runner.postrule()
+        if results:
+            writers.postscript(results)
         return False
+
+    def _added_targets(self):
+        """Targets scripts added (nmap.add_targets), as the split reaches them."""
+        while self.added_tokens:
+            yield self.added_tokens.popleft()
 
     def _count(self, host: HostResult) -> None:
         self.hosts_total += 1
@@ -130,20 +146,6 @@ class Scan:
             self.hosts_up += 1
 
 
-class TableGuesses:
-    """Nmap's services-table guess for ports the scan did not identify otherwise. One Service
-    per (protocol, port) for the whole scan: a guess is shared, never modified."""
-
-    def __init__(self, services):
-        self.services = services
-        self._cache: dict[tuple[str, int], Service | None] = {}
-
-    def name_ports(self, host: HostResult) -> None:
-        for port in host.ports:
-            if port.service is None:
-                key = (port.protocol, port.portid)
-                if key not in self._cache:
-                    name = self.services.name(port.protocol, port.portid)
-                    self._cache[key] = (Service(name=name, method="table", conf=3)
-                                        if name is not None else None)
-                port.service = self._cache[key]
+def _log(line: str) -> None:
+    """Engine messages (NSE: ...) go to standard error, beside the progress display."""
+    print(line, file=sys.stderr, flush=True)

@@ -23,6 +23,7 @@ from worker.protocol import (
 )
 from worker.scan.connect import ConnectProber, fd_budget
 from worker.scan.ultra import HostScan, UltraScan
+from worker.services import TableGuesses, service_table_for
 
 ProgressCallback = Callable[[int, int], None]  # (units done, units in all) of the current phase
 _PROGRESS_EVERY_MS = 250
@@ -31,10 +32,10 @@ INTERESTING = ("open", "open|filtered", "unfiltered")
 
 
 def run_group(job: GroupJob, loop: EventLoop | None = None,
-              on_progress: ProgressCallback | None = None) -> GroupResult:
+              on_progress: ProgressCallback | None = None, log=None) -> GroupResult:
     """Scan ``job``'s hosts. On KeyboardInterrupt, returns the hosts that finished, marked
     ``interrupted``; the caller decides whether to stop."""
-    return _GroupRun(job, loop or process_loop(), on_progress).run()
+    return _GroupRun(job, loop or process_loop(), on_progress, log).run()
 
 
 def scrambled(ports: list[int]) -> list[int]:
@@ -52,8 +53,10 @@ def scrambled(ports: list[int]) -> list[int]:
 
 
 class _GroupRun:
-    def __init__(self, job: GroupJob, loop: EventLoop, on_progress: ProgressCallback | None):
+    def __init__(self, job: GroupJob, loop: EventLoop, on_progress: ProgressCallback | None,
+                 log=None):
         self.job = job
+        self.log = log
         self.options = job.options
         self.loop = loop
         self.on_progress = on_progress
@@ -84,8 +87,26 @@ class _GroupRun:
                 self.resolver.close()
             if self._progress_timer is not None:
                 self._progress_timer.cancel()
-        return GroupResult(self.job.scan_id, self.job.group_index,
-                           self._results(finished_only=interrupted), interrupted)
+        hosts = self._results(finished_only=interrupted)
+        names = TableGuesses(service_table_for(self.options.datadir))
+        for host in hosts:
+            names.name_ports(host)
+        new_targets = []
+        if not interrupted and self.options.scripts is not None:
+            interrupted, new_targets = self._script_scan(hosts)
+        return GroupResult(self.job.scan_id, self.job.group_index, hosts, interrupted,
+                           new_targets)
+
+    def _script_scan(self, hosts: list[HostResult]) -> tuple[bool, list[str]]:
+        """hostrule and portrule scripts over the finished hosts (nse-spec §4.1 phase 2)."""
+        from worker.nse.stage import stage_for  # Lua loads only for scans with scripts
+
+        stage = stage_for(self.job.scan_id, self.options, self.loop, self.log)
+        try:
+            stage.scan(hosts)
+        except KeyboardInterrupt:
+            return True, stage.take_new_targets()
+        return False, stage.take_new_targets()
 
     # -- phases -----------------------------------------------------------------------------
     def _discover(self) -> list[str]:

@@ -115,6 +115,19 @@ def format_ranges(ranges) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class ScriptOptions:
+    """The script scan (nse-spec §2-§4): what to select, with which arguments. Each worker
+    selects and loads the scripts itself, from the directories it is configured with."""
+
+    rules: tuple[str, ...] = ()  # --script items as given (after -sC / -sV defaults)
+    args: str = ""  # --script-args-file content joined with --script-args, unparsed
+    timeout_ms: int = 0  # --script-timeout; 0: none
+    trace: bool = False  # --script-trace
+    script_scan: bool = True  # False with -sV alone: no pre/post phases (nse-spec §2.3)
+    version_scan: bool = False  # -sV: "version" is selected and may match nothing
+
+
+@dataclass(frozen=True, slots=True)
 class ScanOptions:
     """Everything a worker needs to scan a host group; frozen, validated by the coordinator."""
 
@@ -129,6 +142,8 @@ class ScanOptions:
     timing: Timing = Timing()
     verbosity: int = 0
     debugging: int = 0
+    datadir: str | None = None  # --datadir: this worker's Nmap data searched there first
+    scripts: ScriptOptions | None = None  # None: no script scan
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +188,8 @@ class Service:
 @dataclass(slots=True)
 class ScriptResult:
     """One script's result. ``structured`` is the plain-data tree of nse-spec §9.4:
-    a list of ``[key_or_None, value]`` pairs, where value is a string or another such list."""
+    a list of ``[key_or_None, value]`` pairs, where value is a string or another such list;
+    or a plain string when the script's structured value was not a table."""
 
     id: str
     output: str
@@ -249,6 +265,7 @@ class GroupResult:
     group_index: int
     hosts: list[HostResult]
     interrupted: bool = False  # stopped early; hosts holds only the hosts that finished
+    new_targets: list[str] = field(default_factory=list)  # nmap.add_targets: join the scan
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,7 +301,8 @@ def to_wire(message) -> dict:
     if isinstance(message, GroupResult):
         return {"v": PROTOCOL_VERSION, "kind": "group-result", "scan_id": message.scan_id,
                 "group": message.group_index, "interrupted": message.interrupted,
-                "hosts": [_host_to_wire(h) for h in message.hosts]}
+                "hosts": [_host_to_wire(h) for h in message.hosts],
+                "new_targets": list(message.new_targets)}
     raise TypeError(f"not a protocol message: {type(message).__name__}")
 
 
@@ -308,6 +326,7 @@ def from_wire(wire: Any):
             group_index=reader.int("group"),
             interrupted=reader.bool("interrupted"),
             hosts=[_host_from_wire(_Reader(h, "host")) for h in reader.list("hosts")],
+            new_targets=_strings(reader.list("new_targets"), "new_targets"),
         )
     raise ProtocolError(f"unknown message kind {kind!r}")
 
@@ -352,6 +371,12 @@ class _Reader:
         return _Reader(self._get(key, (dict,)), f"{self.where}.{key}")
 
 
+def _strings(values, where) -> list[str]:
+    if not all(isinstance(v, str) for v in values):
+        raise ProtocolError(f"{where}: expected strings")
+    return list(values)
+
+
 def _list(value, where) -> list:
     if not isinstance(value, (list, tuple)):
         raise ProtocolError(f"{where}: expected a list, got {type(value).__name__}")
@@ -378,7 +403,22 @@ def _options_to_wire(o: ScanOptions) -> dict:
         "reverse_dns": o.reverse_dns, "dns_servers": list(o.dns_servers),
         "system_dns": o.system_dns, "verbosity": o.verbosity, "debugging": o.debugging,
         "timing": {name: getattr(t, name) for name in Timing.__slots__},
+        "scripts": None if o.scripts is None else {
+            "rules": list(o.scripts.rules), "args": o.scripts.args,
+            "timeout_ms": o.scripts.timeout_ms, "trace": o.scripts.trace,
+            "script_scan": o.scripts.script_scan, "version_scan": o.scripts.version_scan},
+        "datadir": o.datadir,
     }
+
+
+def _script_options_from_wire(data) -> ScriptOptions | None:
+    if data is None:
+        return None
+    r = _Reader(data, "options.scripts")
+    rules = _strings(r.list("rules"), "options.scripts.rules")
+    return ScriptOptions(rules=tuple(rules), args=r.str("args"), timeout_ms=r.int("timeout_ms"),
+                         trace=r.bool("trace"), script_scan=r.bool("script_scan"),
+                         version_scan=r.bool("version_scan"))
 
 
 def _options_from_wire(r: _Reader) -> ScanOptions:
@@ -411,6 +451,8 @@ def _options_from_wire(r: _Reader) -> ScanOptions:
         timing=Timing(**timing_values),
         verbosity=r.int("verbosity"),
         debugging=r.int("debugging"),
+        datadir=r.str("datadir", optional=True),
+        scripts=_script_options_from_wire(r.data.get("scripts")),
     )
 
 
@@ -462,7 +504,7 @@ _MAX_STRUCTURE_DEPTH = 64
 
 
 def _structured_ok(tree, depth: int = 0) -> bool:
-    if tree is None:
+    if tree is None or (depth == 0 and isinstance(tree, str)):
         return True
     if not isinstance(tree, list) or depth > _MAX_STRUCTURE_DEPTH:
         return False

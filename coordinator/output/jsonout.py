@@ -52,6 +52,8 @@ def structured_json(tree) -> Any:
     key equal to an index already used is dropped (the ``output`` string still shows it)."""
     if tree is None:
         return None
+    if isinstance(tree, str):  # a scalar structured value
+        return text(tree)
     positional = [v for k, v in tree if k is None]
     keyed = [(k, v) for k, v in tree if k is not None]
 

@@ -90,6 +90,8 @@ def script_xml(result: ScriptResult) -> str:
     head = f'<script id="{escape(result.id)}" output="{escape_script(result.output)}"'
     if result.structured is None:
         return head + "/>"
+    if isinstance(result.structured, str):  # a scalar structured value: the element's text
+        return f"{head}>{escape_script(result.structured)}</script>"
     return f"{head}>{structured_xml(result.structured)}</script>"
 
 
