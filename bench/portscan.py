@@ -248,9 +248,12 @@ def install_for_benchmark() -> list[str]:
         subprocess.run([sys.executable, "-m", "venv", str(BENCH_VENV)], check=True)
         deps = ["-q", "--disable-pip-version-check"]
         subprocess.run([str(python), "-m", "pip", "install", *deps, str(REPO_ROOT)], check=True)
-    else:  # dependencies are there: refresh only our own code
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "--no-deps", "--force-reinstall", str(REPO_ROOT)], check=True)
+    else:  # refresh our own code, then add any dependency that is new since
+        quiet = ["-q", "--disable-pip-version-check"]
+        subprocess.run([str(python), "-m", "pip", "install", *quiet, "--no-deps",
+                        "--force-reinstall", str(REPO_ROOT)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", *quiet, str(REPO_ROOT)],
+                       check=True)
     return [str(BENCH_VENV / "bin" / "nsecluster")]
 
 

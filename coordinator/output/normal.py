@@ -9,6 +9,7 @@ running it, and are shared by the XML, grepable and JSON writers.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -251,13 +252,21 @@ def to_bytes(text: str) -> bytes:
                         for c in text)
 
 
+_NORMAL_OTHER = re.compile(r"[^\t\n\x20-\x7e]")
+_XML_OTHER = re.compile(r"[^\t\r\n\x20-\x7e]")
+
+
 def escape_script_text(text: str) -> str:
     """nse-spec §9.3: every byte except \\t, \\n and 0x20-0x7E becomes ``\\xHH``."""
+    if _NORMAL_OTHER.search(text) is None:  # the usual case: plain text, nothing to do
+        return text
     return _hex_escape(to_bytes(text), _NORMAL_KEEP)
 
 
 def protect_xml(text: str) -> str:
     """nse-spec §9.4: every byte except \\t, \\r, \\n and 0x20-0x7E becomes ``\\xHH``."""
+    if _XML_OTHER.search(text) is None:
+        return text
     return _hex_escape(to_bytes(text), XML_KEEP)
 
 

@@ -113,23 +113,50 @@ class HostContext:
         return sorted(numbers)
 
     def port_table(self, port: PortResult, profile: Profile):
-        service = port.service
-        name = service.name if service is not None else None
-        version = {"name": name, "service_tunnel": (service.tunnel if service else None)
-                   or "none", "cpe": list(service.cpe) if service else []}
-        if service is not None:
-            version.update(name_confidence=float(service.conf), service_dtype=service.method, product=service.product,
-                           version=service.version, extrainfo=service.extrainfo,
-                           hostname=service.hostname, ostype=service.ostype,
-                           devicetype=service.devicetype, service_fp=service.servicefp)
-        if not profile.os_as_tables:  # the seed's port.version carries the RPC fields
-            version["rpc_status"] = "untested"
-        table = {"number": port.portid, "protocol": port.protocol, "state": port.state,
-                 "reason": port.reason, "reason_ttl": port.reason_ttl,
-                 "version": {k: v for k, v in version.items() if v is not None}}
-        if name is not None:
-            table["service"] = name
-        return self.runtime.table(table)
+        """A fresh port table (nse-spec §8.2). Built straight from bytes: one is made for
+        every portrule thread, so this is on the engine's hot path."""
+        table_from = self.runtime.lua.table_from
+        version = table_from(_version_fields(port.service, profile))
+        version[b"cpe"] = table_from([c.encode() for c in port.service.cpe]
+                                     if port.service is not None else ())
+        table = table_from({b"number": port.portid, b"protocol": _b(port.protocol),
+                            b"state": _b(port.state), b"reason": _b(port.reason),
+                            b"reason_ttl": port.reason_ttl, b"version": version})
+        if port.service is not None:
+            table[b"service"] = _b(port.service.name)
+        return table
+
+
+_BYTES: dict[str, bytes] = {}
+
+
+def _b(text: str) -> bytes:
+    """Encoded once: states, reasons, protocols and names repeat across every port."""
+    encoded = _BYTES.get(text)
+    if encoded is None:
+        encoded = text.encode("utf-8", "surrogateescape")
+        if len(_BYTES) < 4096:
+            _BYTES[text] = encoded
+    return encoded
+
+
+def _version_fields(service: Service | None, profile: Profile) -> dict[bytes, object]:
+    fields: dict[bytes, object] = {b"service_tunnel": b"none"}
+    if service is not None:
+        fields[b"name"] = _b(service.name)
+        fields[b"name_confidence"] = float(service.conf)
+        fields[b"service_dtype"] = _b(service.method)
+        if service.tunnel:
+            fields[b"service_tunnel"] = _b(service.tunnel)
+        for key in ("product", "version", "extrainfo", "hostname", "ostype", "devicetype"):
+            value = getattr(service, key)
+            if value is not None:
+                fields[key.encode()] = value.encode("utf-8", "surrogateescape")
+        if service.servicefp is not None:
+            fields[b"service_fp"] = service.servicefp.encode("utf-8", "surrogateescape")
+    if not profile.os_as_tables:  # the seed's port.version carries the RPC fields
+        fields[b"rpc_status"] = b"untested"
+    return fields
 
 
 class HostIndex:

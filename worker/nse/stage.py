@@ -9,6 +9,7 @@ from phase to phase exactly as in Nmap.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from worker.datadir import DataPath
@@ -21,9 +22,17 @@ from worker.nse.scripts import Script, load_script
 from worker.protocol import HostResult, ScanOptions, ScriptResult
 from worker.services import service_table_for
 
-PROJECT = Path(__file__).resolve().parents[2]
-BUNDLED_SCRIPTS = PROJECT / "scripts"
-BUNDLED_NSELIB = PROJECT / "nselib"
+
+def _bundled(name: str) -> Path:
+    """The project's own scripts/ or nselib/: in this checkout, or as installed data."""
+    checkout = Path(__file__).resolve().parents[2] / name
+    if checkout.is_dir():
+        return checkout
+    return Path(sys.prefix) / "share" / "nsecluster" / name
+
+
+BUNDLED_SCRIPTS = _bundled("scripts")
+BUNDLED_NSELIB = _bundled("nselib")
 
 
 class ScriptSearch:

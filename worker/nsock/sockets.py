@@ -72,6 +72,16 @@ def _resolver_pool() -> ThreadPoolExecutor:
 
 def numeric_address(host: str, port: int, socktype: int):
     """(family, sockaddr) when ``host`` is a numeric address of any family, else None."""
+    try:  # the common cases without getaddrinfo: a script connects per thread
+        socket.inet_pton(socket.AF_INET, host)
+        return socket.AF_INET, (host, port)
+    except (OSError, ValueError):
+        pass
+    try:
+        socket.inet_pton(socket.AF_INET6, host)
+        return socket.AF_INET6, (host, port, 0, 0)
+    except (OSError, ValueError):
+        pass
     try:
         infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socktype, 0,
                                    socket.AI_NUMERICHOST)

@@ -248,9 +248,11 @@ class SocketAPI:
         self._uncount(sock)
         return was_open
 
-    def _trace(self, sock: ScriptSocket, direction: str, payload: str) -> None:
+    def _trace(self, sock: ScriptSocket, direction: str, data: bytes | str) -> None:
+        """A --script-trace line: data is rendered (only when tracing), words as they are."""
         if not self.engine.options.trace or sock.conn is None:
             return
+        payload = trace_text(data) if isinstance(data, bytes) else data
         try:
             lip, lport, rip, rport = sock.conn.get_info()
         except nsock.NotConnected:
@@ -378,7 +380,7 @@ class SocketAPI:
             return refused
         self.clear_rbuf_for_io(sock)
         data = bytes(data)
-        self._trace(sock, ">", trace_text(data))
+        self._trace(sock, ">", data)
         token = self.begin()
 
         def done(status, _value):
@@ -438,7 +440,7 @@ class SocketAPI:
 
         def done(status, value):
             if status is None:
-                self._trace(sock, "<", trace_text(value))
+                self._trace(sock, "<", value)
                 self.complete(token, True, value)
             else:
                 self.complete(token, *self._status(status))
