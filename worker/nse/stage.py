@@ -132,8 +132,10 @@ class ScriptStage:
             host_timeout_ms=timing.host_timeout_ms, min_parallelism=timing.min_parallelism,
             max_parallelism=timing.max_parallelism, trace=config.trace,
             script_args=parse_args(options)))
-        self.scripts = load_selected(engine, select(options, search), search,
-                                     options.verbosity)
+        chosen = select(options, search)
+        for warning in chosen.warnings:  # e.g. a script.db entry whose file is missing
+            engine.log(warning)
+        self.scripts = load_selected(engine, chosen, search, options.verbosity)
         if options.verbosity or options.debugging:
             engine.log(f"NSE: Loaded {len(self.scripts)} scripts for scanning.")
 
