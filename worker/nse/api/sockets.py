@@ -137,8 +137,14 @@ class SocketLock:
             self.engine.loop.call_soon(self._retry_all)
 
     def _retry_all(self) -> None:
-        waiting, self.waiters = self.waiters, {}
-        for retry in waiting.values():
+        """Every waiter tries again, in arrival order. Once the lock is full again the rest
+        would only fail and queue again: they keep their place without trying (the same
+        outcome, without 10,000 retries per released slot)."""
+        waiting, self.waiters = list(self.waiters.items()), {}
+        for position, (token, retry) in enumerate(waiting):
+            if len(self.holders) >= self.limit():
+                self.waiters.update(waiting[position:])
+                return
             retry()  # takes the lock, or waits again
 
     def stats(self) -> dict:
