@@ -392,7 +392,8 @@ def test_mutex_ops_and_errors(tmp_path):
           return table.concat({tostring(same), tostring(a), tostring(b), e1, e2, e3, e4}, "|")
         end"""}, [result])
     assert port_output(result, 22)["mops"] == (
-        "true|true|false|invalid option|do not have a lock on this mutex|"
+        "true|true|false|bad argument #1 to '?' (invalid option 'bogus')|"
+        "do not have a lock on this mutex|"
         "bad argument #1 to 'nmap.mutex' (object expected)|"
         "bad argument #1 to 'nmap.mutex' (object expected)")
 

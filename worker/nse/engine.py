@@ -273,7 +273,8 @@ class ScriptPass:
         runtime.kernel.script_thread(thread.id, script.generator,
                                      script.path.encode("utf-8", "surrogateescape"),
                                      script.id.encode("utf-8", "surrogateescape"),
-                                     kind.encode(), script.forced, *args)
+                                     kind.encode(), script.forced,
+                                     script.profile.name == "nmap7", *args)
         if thread.deadline_ms is not None:
             runtime.kernel.set_deadline(thread.id, thread.deadline_ms)
         self.live[thread.id] = thread

@@ -141,7 +141,9 @@ def _b(text: str) -> bytes:
 
 
 def _version_fields(service: Service | None, profile: Profile) -> dict[bytes, object]:
-    fields: dict[bytes, object] = {b"service_tunnel": b"none"}
+    # A port the services table does not name is still a table guess (confidence 3).
+    fields: dict[bytes, object] = {b"service_tunnel": b"none", b"name_confidence": 3.0,
+                                   b"service_dtype": b"table"}
     if service is not None:
         fields[b"name"] = _b(service.name)
         fields[b"name_confidence"] = float(service.conf)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from worker.nse.api.base import PENDING, RAISE
+from worker.nse.api.base import NOTHING, PENDING, RAISE
 
 LUA_DIR = Path(__file__).resolve().parent / "lua"
 
@@ -28,7 +28,8 @@ class LuaRuntime:
         self.globals[b"python"] = None
         self._load = self.lua.eval(
             "function(src, name, ...) return assert(load(src, name, 't'))(...) end")
-        self.bridge = self.table({**bridge, "PENDING": PENDING, "RAISE": RAISE})
+        self.bridge = self.table({**bridge, "PENDING": PENDING, "RAISE": RAISE,
+                                  "NOTHING": NOTHING})
         self.kernel = self.load_file(LUA_DIR / "kernel.lua", self.bridge)
         self.LuaError = lupa.LuaError
 
@@ -40,7 +41,8 @@ class LuaRuntime:
         def load_part(name, *args):
             return self.load_file(LUA_DIR / text(name), *args)
 
-        nmap = self.load_file(LUA_DIR / "nmap.lua", self.kernel, api_table, load_part)
+        nmap, nmap7 = self.load_file(LUA_DIR / "nmap.lua", self.kernel, api_table, load_part)
+        self.kernel.set_nmap7_view(nmap7)
         self.globals[b"nmap"] = nmap
         self.globals[b"package"][b"loaded"][b"nmap"] = nmap
         # What nselib's stdnse needs from the engine (threads, the silent_require error).

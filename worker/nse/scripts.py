@@ -61,7 +61,8 @@ def load_script(runtime: LuaRuntime, path: str, profile: Profile, warn,
         warn(f"Failed to load {path}:\n{text(message)}")
         raise ScriptLoadError("could not load script")
     outcome = _as_tuple(kernel.load_script(generator, path.encode("utf-8", "surrogateescape"),
-                                           name.encode("utf-8", "surrogateescape")))
+                                           name.encode("utf-8", "surrogateescape"),
+                                           profile.name == "nmap7"))
     if outcome[0] == b"silent":
         if verbose:
             warn(f"Failed to load '{path}'.")

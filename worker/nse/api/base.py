@@ -23,6 +23,7 @@ class ScriptError(Exception):
 # API result starts with a NUL byte.
 PENDING = b"\x00nse-pending"  # (PENDING, token): the Lua wrapper suspends on token
 RAISE = b"\x00nse-raise"  # (RAISE, message): the Lua wrapper calls error(message, 0)
+NOTHING = b"\x00nse-nothing"  # the Lua wrapper returns no value at all (not even nil)
 
 
 def lua_api(fn):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from worker.nse.api.base import PENDING, ScriptError, lua_api
+from worker.nse.api.base import NOTHING, PENDING, ScriptError, lua_api
 
 
 class MemorySync:
@@ -99,7 +99,7 @@ def register(engine) -> dict:
     @lua_api
     def mutex_lock(key: bytes, co: int):
         token = backend.lock(key.decode("utf-8", "surrogateescape"), co, caller().id)
-        return (PENDING, token) if token is not None else None
+        return (PENDING, token) if token is not None else NOTHING
 
     @lua_api
     def mutex_trylock(key: bytes, co: int):
@@ -108,6 +108,7 @@ def register(engine) -> dict:
     @lua_api
     def mutex_done(key: bytes, co: int):
         backend.done(key.decode("utf-8", "surrogateescape"), co)
+        return NOTHING
 
     @lua_api
     def mutex_running(key: bytes):

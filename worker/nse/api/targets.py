@@ -3,7 +3,7 @@ add_targets, new_targets_num (nse-spec §5, §8; the seed's 3-argument get_port_
 """
 from __future__ import annotations
 
-from worker.nse.api.base import ScriptError, lua_api
+from worker.nse.api.base import NOTHING, ScriptError, lua_api
 from worker.nse.hosts import version_service
 from worker.nse.runtime import text
 
@@ -17,7 +17,7 @@ def register(engine) -> dict:
         thread = engine.current
         return thread.script.profile if thread is not None else None
 
-    def find_host(host):
+    def find_host(host, function: str):
         if not engine.runtime.is_table(host):
             raise ScriptError("host table does not have a 'ip' or 'targetname' field")
         ip, name = host[b"ip"], host[b"targetname"]
@@ -27,7 +27,8 @@ def register(engine) -> dict:
                                   text(name) if name is not None else None) \
             if engine.hosts is not None else None
         if found is None:
-            raise ScriptError("host is not being processed right now")
+            raise ScriptError(f"bad argument #1 to '{function}' (host is not being "
+                              f"processed right now)")
         return found
 
     def port_key(port, protocol=None):
@@ -43,14 +44,18 @@ def register(engine) -> dict:
             number = int(number)
         if not isinstance(number, int) or isinstance(number, bool):
             raise ScriptError("port 'number' field must be an integer")
-        proto = protocol if protocol is not None else port[b"protocol"]
-        if not isinstance(proto, bytes) or text(proto) not in ("tcp", "udp", "sctp"):
+        proto = port[b"protocol"]
+        if seed and protocol is not None:  # the seed's get_port_state(host, port, protocol)
+            proto = protocol
+        if not isinstance(proto, bytes):
+            raise ScriptError("port 'protocol' field must be a string")
+        if text(proto) not in ("tcp", "udp", "sctp"):
             raise ScriptError(PROTOCOL_ERROR)
         return text(proto), number
 
     @lua_api
     def get_port_state(host, port, protocol=None):
-        context = find_host(host)
+        context = find_host(host, "get_port_state")
         proto, number = port_key(port, protocol)
         found = context.find_port(proto, number)
         if found is None:
@@ -59,7 +64,7 @@ def register(engine) -> dict:
 
     @lua_api
     def get_ports(host, port, protocol, state):
-        context = find_host(host)
+        context = find_host(host, "get_ports")
         if not isinstance(protocol, bytes) or text(protocol) not in ("tcp", "udp", "sctp"):
             raise ScriptError(PROTOCOL_ERROR)
         if not isinstance(state, bytes) or text(state) not in STATES:
@@ -76,21 +81,21 @@ def register(engine) -> dict:
 
     @lua_api
     def set_port_state(host, port, state):
-        context = find_host(host)
+        context = find_host(host, "set_port_state")
         proto, number = port_key(port)
         if state not in (b"open", b"closed"):
             raise ScriptError("bad argument #3 to 'set_port_state' (invalid option "
                               f"'{text(state) if isinstance(state, bytes) else state}')")
         found = context.find_port(proto, number)
         if found is None or found.state == text(state):
-            return None
+            return NOTHING
         found = context.find_port(proto, number, split=True)
         found.state, found.reason, found.reason_ttl = text(state), "script-set", 0
-        return None
+        return NOTHING
 
     @lua_api
     def set_port_version(host, port, probestate=b"hardmatched"):
-        context = find_host(host)
+        context = find_host(host, "set_port_version")
         proto, number = port_key(port)
         probestate = text(probestate) if probestate is not None else "hardmatched"
         if probestate not in PROBESTATES:
@@ -115,9 +120,9 @@ def register(engine) -> dict:
             fields["cpe"] = [text(v) for _, v in sorted(cpe.items()) if isinstance(v, bytes)]
         found = context.find_port(proto, number, split=True)
         if found is None:
-            return None
+            return NOTHING
         found.service = version_service(found, fields, probestate, engine.service_name)
-        return None
+        return NOTHING
 
     @lua_api
     def add_targets(*targets):

@@ -25,6 +25,7 @@ local K = {}
 local SUSPEND = setmetatable({}, {__tostring = function() return "NSE suspend" end})
 local PENDING = py.PENDING          -- first result of a Python function that must wait
 local RAISE = py.RAISE              -- first result of a Python function that raises
+local NOTHING = py.NOTHING          -- the result of a Python function that returns no value
 K.SUSPEND = SUSPEND
 
 local THREADS = {}                  -- id -> coroutine
@@ -88,6 +89,8 @@ local function settle(first, ...)
     return suspend((...))
   elseif first == RAISE then
     error((...), 0)
+  elseif first == NOTHING then
+    return
   end
   return first, ...
 end
@@ -178,10 +181,10 @@ end
 
 --- A script's base thread: run the file again in a fresh environment, ask the rule (unless
 --- forced), then run the action and render what it returns.
-function K.script_thread(id, gen, path, name, kind, forced, ...)
+function K.script_thread(id, gen, path, name, kind, forced, nmap7, ...)
   ARGS[id] = pack(...)
   return K.spawn(id, function(...)
-    local env = K.thread_env(path, name, kind)
+    local env = K.thread_env(path, name, kind, nmap7)
     gen(env)()
     if not forced then
       local rule = rawget(env, kind)
@@ -290,10 +293,30 @@ local SILENT_REQUIRE = setmetatable({}, {__tostring = function()
   return "NSE silent_require: a module this script needs is not available" end})
 K.SILENT_REQUIRE = SILENT_REQUIRE
 
+local NMAP7_VIEW = nil  -- the nmap module as Nmap 7 scripts see it (set by K.set_nmap7_view)
+local NMAP7_REQUIRE = nil
+
+function K.set_nmap7_view(view)
+  NMAP7_VIEW = view
+  NMAP7_REQUIRE = function(name)
+    if name == "nmap" then return view end
+    return require(name)
+  end
+end
+
+--- The globals an Nmap 7 script's environment overrides.
+local function nmap7_fields(env, nmap7)
+  if nmap7 then
+    env.nmap, env.require = NMAP7_VIEW, NMAP7_REQUIRE
+  end
+  return env
+end
+
 --- The metadata run: execute the file once into a load env, in a throwaway coroutine.
-function K.load_script(gen, path, name)
-  local env = setmetatable({SCRIPT_PATH = path, SCRIPT_NAME = name, categories = {},
-                            dependencies = {}}, {__index = G})
+function K.load_script(gen, path, name, nmap7)
+  local env = nmap7_fields(setmetatable({SCRIPT_PATH = path, SCRIPT_NAME = name,
+                                         categories = {}, dependencies = {}},
+                                        {__index = G}), nmap7)
   local co = co_create(gen(env))
   local ok, err = co_resume(co)
   if not ok then
@@ -336,9 +359,9 @@ function K.metadata(env)
           author = str("author"), license = str("license")}
 end
 
-function K.thread_env(path, name, kind)
-  return setmetatable({SCRIPT_PATH = path, SCRIPT_NAME = name, SCRIPT_TYPE = kind},
-                      {__index = G})
+function K.thread_env(path, name, kind, nmap7)
+  return nmap7_fields(setmetatable({SCRIPT_PATH = path, SCRIPT_NAME = name,
+                                    SCRIPT_TYPE = kind}, {__index = G}), nmap7)
 end
 
 -- ---------------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@
 local K, api, load_part = ...
 local settle = K.settle
 local co_running = coroutine.running
-local error, type, setmetatable, select, tostring, rawget =
-      error, type, setmetatable, select, tostring, rawget
+local error, type, setmetatable, tostring, debug, ipairs =
+      error, type, setmetatable, tostring, debug, ipairs
 
 local nmap = {}
 
@@ -56,10 +56,17 @@ end
 -- ---------------------------------------------------------------------------------------------
 -- Mutexes and condition variables (api/sync.py holds the state; owners are coroutines).
 
+--- The name the caller used for the function at stack ``level`` (as luaL_argerror reports
+--- it), else ``fallback`` (e.g. under pcall, where there is none).
+local function called_as(level, fallback)
+  local info = debug.getinfo(level + 1, "n")
+  return info and info.name or fallback
+end
+
 local function object_key(obj, fname)
   local t = type(obj)
   if obj == nil or t == "boolean" or t == "number" then
-    error("bad argument #1 to '" .. fname .. "' (object expected)", 0)
+    error("bad argument #1 to '" .. called_as(2, fname) .. "' (object expected)", 0)
   end
   if t == "string" then return "s:" .. obj end
   return "o:" .. K.object_id(obj)
@@ -84,7 +91,8 @@ function nmap.mutex(obj)
       local owner = settle(api.mutex_running(key))
       return owner and K.co_by_id(owner) or nil
     end
-    error("invalid option", 0)
+    error("bad argument #1 to '" .. called_as(1, "?") .. "' (invalid option '" ..
+          tostring(op) .. "')", 0)
   end
   MUTEXES[obj] = mutex
   return mutex
@@ -103,7 +111,8 @@ function nmap.condvar(obj)
     elseif op == "broadcast" then
       return settle(api.condvar_broadcast(key))
     end
-    error("invalid option", 0)
+    error("bad argument #1 to '" .. called_as(1, "?") .. "' (invalid option '" ..
+          tostring(op) .. "')", 0)
   end
   CONDVARS[obj] = condvar
   return condvar
@@ -132,4 +141,17 @@ local dnet_module = load_part("dnet.lua", K, api)
 nmap.new_dnet = dnet_module.new_dnet
 nmap.dnet = {new = dnet_module.new_dnet, get_interface_info = nmap.get_interface_info}
 
-return nmap
+-- Scripts from an Nmap data directory see Nmap 7.93's module: the seed's spellings that 7.x
+-- removed (nse-spec §11.6) are not there.
+local REMOVED_IN_7 = {get_interface_link = true, newsocket = true}
+local nmap7 = setmetatable({}, {__index = function(_, key)
+  if not REMOVED_IN_7[key] then return nmap[key] end
+end, __newindex = nmap, __pairs = function()
+  return function(_, key)
+    local value
+    repeat key, value = next(nmap, key) until key == nil or not REMOVED_IN_7[key]
+    return key, value
+  end, nil, nil
+end})
+
+return nmap, nmap7
