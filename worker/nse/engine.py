@@ -15,6 +15,7 @@ How this works (nse-spec §4):
 """
 from __future__ import annotations
 
+import heapq
 import itertools
 import sys
 from collections import deque
@@ -54,7 +55,7 @@ class EngineOptions:
 class Thread:
     """One (script, rule, host[, port]) coroutine, or a worker thread of one."""
 
-    __slots__ = ("id", "script", "kind", "host", "port", "base", "is_worker", "args",
+    __slots__ = ("id", "script", "kind", "host", "port", "_base", "is_worker", "args",
                  "state", "token", "started_ms", "deadline_ms", "close_handlers", "early",
                  "pass_")
 
@@ -65,7 +66,7 @@ class Thread:
         self.kind = kind
         self.host = host  # HostContext or None
         self.port = port  # the port's PortResult, or None
-        self.base = base or self  # a worker's base thread; a base thread is its own
+        self._base = base  # None for a base thread (no self-reference: no cycle to collect)
         self.is_worker = base is not None
         self.args: tuple = ()
         self.state = "runnable"  # runnable | waiting | done
@@ -76,6 +77,11 @@ class Thread:
         self.early: tuple | None = None  # (token, results) of an operation done before the
         # thread yielded for it
         self.pass_ = pass_
+
+    @property
+    def base(self) -> "Thread":
+        """A worker's base thread; a base thread is its own."""
+        return self._base or self
 
     def add_close_handler(self, handler) -> None:
         """``handler()`` runs once when the thread ends, however it ends."""
@@ -223,6 +229,7 @@ class ScriptPass:
         self.live: dict[int, Thread] = {}
         self.base_count = 0
         self.results: list[tuple[int, ScriptResult]] = []
+        self.deadlines: list[tuple[float, int]] = []  # heap of (deadline, thread id)
         options = engine.options
         self.limit = max(DEFAULT_CONCURRENCY, options.min_parallelism)
 
@@ -277,6 +284,7 @@ class ScriptPass:
                                      script.profile.name == "nmap7", *args)
         if thread.deadline_ms is not None:
             runtime.kernel.set_deadline(thread.id, thread.deadline_ms)
+            heapq.heappush(self.deadlines, (thread.deadline_ms, thread.id))
         self.live[thread.id] = thread
         self.base_count += 1
         self.runnable.append(thread)
@@ -285,6 +293,8 @@ class ScriptPass:
 
     def adopt_worker(self, worker: Thread) -> None:
         self.live[worker.id] = worker
+        if worker.deadline_ms is not None:
+            heapq.heappush(self.deadlines, (worker.deadline_ms, worker.id))
         self.runnable.append(worker)  # starts on the next turn of the loop
 
     # -- the loop ---------------------------------------------------------------------------
@@ -307,7 +317,10 @@ class ScriptPass:
                 thread = self.runnable.popleft()
                 if thread.state == "runnable":
                     self._resume(thread)
-            loop.run_once(0 if self.runnable else _TURN_MS)
+            if self.runnable:
+                loop.run_once(0)
+            elif self.base_count and (exhausted or self.base_count >= self.limit):
+                loop.run_once(_TURN_MS)  # else threads can start, or none are left to wait for
 
     def _resume(self, thread: Thread) -> None:
         engine = self.engine
@@ -332,11 +345,21 @@ class ScriptPass:
         self._finish(thread, status, outcome[1:])
 
     def _expire(self, now_ms: float) -> None:
-        for thread in list(self.live.values()):
-            if (thread.state == "waiting" and thread.deadline_ms is not None
-                    and now_ms > thread.deadline_ms):
+        """Kill the waiting threads past their deadline; a runnable one is killed once it
+        waits again (its CPU deadline is the kernel's count hook)."""
+        deadlines, later = self.deadlines, []
+        while deadlines and deadlines[0][0] < now_ms:
+            entry = heapq.heappop(deadlines)
+            thread = self.live.get(entry[1])
+            if thread is None:
+                continue
+            if thread.state == "waiting":
                 self.engine.runtime.kernel.kill(thread.id)
                 self._finish(thread, b"killed", ())
+            else:
+                later.append(entry)
+        for entry in later:
+            heapq.heappush(deadlines, entry)
 
     def _finish(self, thread: Thread, status: bytes, values: tuple) -> None:
         """Every way a thread ends, classified once (nse-spec §4.5)."""

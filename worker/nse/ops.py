@@ -16,10 +16,16 @@ class Operations:
         self._wake = wake  # (thread id, token, results) -> None
         self._tokens = itertools.count(1)
         self._pending: dict[int, tuple[int, Callable[[], None] | None]] = {}
+        self._by_thread: dict[int, set[int]] = {}  # thread id -> its pending tokens
 
     def begin(self, thread_id: int, on_cancel: Callable[[], None] | None = None) -> int:
         token = next(self._tokens)
         self._pending[token] = (thread_id, on_cancel)
+        tokens = self._by_thread.get(thread_id)
+        if tokens is None:
+            self._by_thread[thread_id] = {token}
+        else:
+            tokens.add(token)
         return token
 
     def set_cancel(self, token: int, on_cancel: Callable[[], None]) -> None:
@@ -32,6 +38,7 @@ class Operations:
         entry = self._pending.pop(token, None)
         if entry is None:
             return False
+        self._forget(entry[0], token)
         self._wake(entry[0], token, results)
         return True
 
@@ -39,11 +46,17 @@ class Operations:
         return token in self._pending
 
     def cancel_thread(self, thread_id: int) -> None:
-        for token, (owner, on_cancel) in list(self._pending.items()):
-            if owner == thread_id:
-                del self._pending[token]
-                if on_cancel is not None:
-                    on_cancel()
+        for token in sorted(self._by_thread.pop(thread_id, ())):  # in the order begun
+            entry = self._pending.pop(token, None)  # an earlier cancel may have completed it
+            if entry is not None and entry[1] is not None:
+                entry[1]()
+
+    def _forget(self, thread_id: int, token: int) -> None:
+        tokens = self._by_thread.get(thread_id)
+        if tokens is not None:
+            tokens.discard(token)
+            if not tokens:
+                del self._by_thread[thread_id]
 
     def __len__(self) -> int:
         return len(self._pending)

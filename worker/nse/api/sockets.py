@@ -73,6 +73,26 @@ class ScriptSocket:
         return self.conn is not None and self.conn.is_open
 
 
+class _ConnectAttempt:
+    """A connect waiting for the socket lock; an object rather than a closure that retries
+    itself, so that it is no reference cycle and goes as soon as the connect starts."""
+
+    __slots__ = ("api", "sock", "thread", "token", "target")
+
+    def __init__(self, api, sock, thread, token: int, target: tuple):
+        self.api, self.sock, self.thread, self.token = api, sock, thread, token
+        self.target = target  # (host, sni, port, proto)
+
+    def __call__(self) -> None:
+        api = self.api
+        if not api.engine.ops.is_pending(self.token):
+            return
+        if not api.lock.take(self.thread.base):
+            api.lock.wait(self.token, self)
+            return
+        api._start_connect(self.sock, self.thread, self.token, *self.target)
+
+
 class SocketLock:
     """The socket lock of nse-spec §4.6 for one engine."""
 
@@ -330,16 +350,7 @@ class SocketAPI:
         host = text(host)
         sni = text(sni) if sni is not None else None
         token = self.engine.ops.begin(thread.id, lambda: self.lock.drop_waiter(token))
-
-        def attempt():
-            if not self.engine.ops.is_pending(token):
-                return
-            if not self.lock.take(thread.base):
-                self.lock.wait(token, attempt)
-                return
-            self._start_connect(sock, thread, token, host, sni, int(port), proto)
-
-        attempt()
+        _ConnectAttempt(self, sock, thread, token, (host, sni, int(port), proto))()
         return PENDING, token
 
     def _start_connect(self, sock, thread, token, host, sni, port, proto) -> None:
