@@ -187,7 +187,7 @@ class ReverseResolver:
         self._pending.clear()
         self._waiting.clear()
         for sock in self._sockets:
-            self.loop.unwatch(sock.fileno())
+            self.loop.forget(sock.fileno())  # closing takes it out of the epoll set
             sock.close()
         self._sockets = []
 

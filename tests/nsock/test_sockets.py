@@ -493,6 +493,36 @@ def test_cancelled_operation_never_calls_back_and_loses_no_data(loop, peers):
     sock.close()
 
 
+def test_read_done_at_once_then_cancelled_keeps_its_data(loop, peers):
+    port = peers.banner(b"ready\n")
+    sock = connected(loop, port)
+    turn(loop, 0.1)  # the banner is in the kernel buffer: the read completes inside the call
+    results = Results()
+    sock.receive(results).cancel()
+    turn(loop, 0.1)
+    assert results == []
+    assert call(loop, sock.receive) == (None, b"ready\n")
+    sock.close()
+
+
+def test_connect_and_read_batch_epoll_changes(loop, peers):
+    """A connected socket that starts reading in the same turn changes its epoll
+    registration once; one closed in the turn it stops waiting is never touched again."""
+    port = peers.chunks([b"later"], gap_s=0.2, then_close=False)
+    sock = NsockSocket(loop)
+    results = Results()
+    sock.connect(HOST, port, "tcp", results)
+    assert loop._changed  # the first registration waits for the loop to turn
+    wait(loop, results)
+    assert sock._fd in loop._registered
+    results = Results()
+    sock.receive(results)
+    assert wait(loop, results) == (None, b"later")
+    fd = sock._fd
+    sock.close()
+    assert fd not in loop._registered and fd not in loop._changed
+
+
 def test_cancelled_timer_does_not_fire(loop, peers):
     sock = connected(loop, peers.silent(), timeout_ms=50)
     results = Results()

@@ -58,6 +58,51 @@ def test_read_and_write_readiness_callbacks():
     b.close()
 
 
+def test_fd_unwatched_closed_and_reused_in_one_turn_is_watched_afresh():
+    """Changes reach epoll only when the loop turns: an fd unwatched and closed, whose
+    number a new socket gets before then, must still be watched (with the same mask)."""
+    loop = EventLoop()
+    a, b = socket.socketpair()
+    loop.watch(a.fileno(), on_read=lambda: None)
+    loop.run_once(0)
+    number = a.fileno()
+    loop.unwatch(number)
+    a.close()  # epoll drops the closed file; no DEL has been sent yet
+    c, d = socket.socketpair()
+    reused = c if c.fileno() == number else d
+    other = d if reused is c else c
+    assert reused.fileno() == number
+    got = []
+    loop.watch(number, on_read=lambda: got.append(reused.recv(10)))
+    other.send(b"x")
+    for _ in range(50):  # bounded: a lost registration must fail, not hang
+        loop.run_once(20)
+        if got:
+            break
+    assert got == [b"x"]
+    for sock in (b, c, d):
+        sock.close()
+
+
+def test_watch_then_unwatch_in_one_turn_never_reaches_epoll_and_closed_fds_are_refused():
+    loop = EventLoop()
+    a, b = socket.socketpair()
+    called = []
+    loop.watch(a.fileno(), on_read=lambda: called.append("read"))
+    loop.unwatch(a.fileno())
+    b.send(b"x")
+    loop.run_once(0)
+    assert called == [] and loop.watched_count() == 0
+    number = a.fileno()
+    a.close()
+    loop.watch(number, on_read=lambda: called.append("refused"))  # epoll will say EBADF
+    loop.run_once(0)
+    loop.run_once(0)
+    assert called == ["refused"]  # the owner hears of it, and its next call finds out why
+    loop.forget(number)
+    b.close()
+
+
 def test_call_soon_runs_next_iteration_in_order():
     loop = EventLoop()
     order = []
