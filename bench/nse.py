@@ -5,11 +5,17 @@ reading its banner and closing, with nsecluster and with Nmap in the same run.
 
 Both tools run the same script file (bench/scripts/bench-banner.nse) over the same farm
 (every port open, one thread per port), with the engine's concurrency and socket limits
-raised to N (--min-parallelism N --max-parallelism N) so N threads really run at once, and
-with -Pn so the comparison is about the script phase. Reported per tool and N: median wall
-time, script threads per second of wall time, peak RSS, and for nsecluster the memory per
-1,000 threads above its own baseline (the same scan without scripts). Every run must give
-every port the farm's banner, for both tools.
+raised to N (--min-parallelism N --max-parallelism N) and with -Pn so the comparison is
+about the script phase. Two layouts per N:
+
+* ``concurrent``: every host in one host group (--min-hostgroup), so all N threads exist
+  and wait at once: the issue's measure, and the one the memory figure comes from;
+* ``grouped``: the tools' default host groups (about 100 hosts, 1,000 threads at a time).
+
+Reported per layout, tool and N: median wall time, script threads per second of wall time,
+peak RSS, and for nsecluster the memory per 1,000 concurrent threads above its own baseline
+(the same scan without scripts). Every run must give every port the farm's banner, for both
+tools.
 """
 from __future__ import annotations
 
@@ -44,11 +50,17 @@ def farm_spec(threads: int) -> FarmSpec:
     return FarmSpec(listeners=tuple(listeners), hosts=tuple(hosts))
 
 
-def scan_args(spec: FarmSpec, threads: int, scripts: bool) -> list[str]:
+LAYOUTS = ("concurrent", "grouped")
+
+
+def scan_args(spec: FarmSpec, threads: int, scripts: bool,
+              layout: str = "concurrent") -> list[str]:
     ports = sorted({port for _, port in spec.listeners})
     args = ["-sT", "-n", "-Pn", "-p", ",".join(map(str, ports)), *spec.hosts,
             "--min-parallelism", str(threads), "--max-parallelism", str(threads),
             "-oX", "-"]
+    if layout == "concurrent":
+        args += ["--min-hostgroup", str(len(spec.hosts))]
     if scripts:
         args += ["--script", str(SCRIPT)]
     return args
@@ -70,10 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.nse", description=__doc__)
     parser.add_argument("--threads", default="1000,10000")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--layouts", default=",".join(LAYOUTS),
+                        help="concurrent (one host group), grouped (default groups)")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.threads.split(",")]
+    layouts = args.layouts.split(",")
+    if not set(layouts) <= set(LAYOUTS):
+        parser.error(f"--layouts: choose from {', '.join(LAYOUTS)}")
     raise_nofile_limit()
     nmap = shutil.which("nmap")
     if nmap is None:
@@ -81,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     commands = {"nmap": [nmap, "--unprivileged"], "nsecluster": install_for_benchmark()}
     report = {"machine": machine_facts(),
-              "tools": {t: tool_version(c[:1]) for t, c in commands.items()}, "sizes": {}}
+              "tools": {t: tool_version(c[:1]) for t, c in commands.items()}, "layouts": {}}
     failed = False
-    for threads in sizes:
+    for layout, threads in ((layout, threads) for threads in sizes for layout in layouts):
         spec = farm_spec(threads)
         with Farm(spec) as farm:
             expected = {(ip, port) for ip, ports in farm.expected_open().items()
@@ -93,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                 walls, peaks, ok = [], [], 0
                 for _ in range(args.runs):
                     run = run_measured(command + (["scan"] if tool != "nmap" else [])
-                                       + scan_args(spec, threads, tool != "baseline"),
+                                       + scan_args(spec, threads, tool != "baseline",
+                                                   layout),
                                        args.timeout, cwd=str(REPO_ROOT))
                     walls.append(run.wall_s)
                     peaks.append(run.maxrss_kb / 1024)
@@ -102,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                         if set(found) == expected and all(
                                 re.fullmatch(r"farm \S+", text) for text in found.values()):
                             ok += 1
-                    print(f"  N={threads} {tool:<10} {run.wall_s:7.2f} s "
+                    print(f"  {layout} N={threads} {tool:<10} {run.wall_s:7.2f} s "
                           f"{run.maxrss_kb / 1024:7.1f} MB", file=sys.stderr, flush=True)
                 rows[tool] = {"wall_s": statistics.median(walls),
                               "peak_mb": statistics.median(peaks), "ok_runs": ok}
@@ -111,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed |= rows[tool]["ok_runs"] != args.runs
             extra = rows["nsecluster"]["peak_mb"] - rows["baseline"]["peak_mb"]
             rows["nsecluster"]["mb_per_1000_threads"] = extra * 1000 / threads
-            report["sizes"][threads] = rows
+            report["layouts"].setdefault(layout, {})[threads] = rows
     print_report(report)
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
@@ -121,18 +139,20 @@ def main(argv: list[str] | None = None) -> int:
 def print_report(report: dict) -> None:
     print("nsecluster script-engine benchmark: connect, read banner, close per thread")
     print(f"machine: {report['machine'].get('cpus')} CPUs; tools: {report['tools']}")
-    print(f"{'N':>6} {'tool':<11} {'wall s':>8} {'threads/s':>10} {'peak MB':>8} "
-          f"{'MB/1000 thr':>11} {'all banners':>11}")
-    for threads, rows in report["sizes"].items():
-        for tool in ("nmap", "nsecluster", "baseline"):
-            row = rows[tool]
-            per = row.get("mb_per_1000_threads")
-            print(f"{threads:>6} {tool:<11} {row['wall_s']:8.2f} "
-                  f"{row.get('threads_per_s', 0):10.0f} {row['peak_mb']:8.1f} "
-                  f"{per if per is not None else float('nan'):11.1f} "
-                  f"{row['ok_runs'] if tool != 'baseline' else '-':>11}")
-        ratio = rows["nsecluster"]["threads_per_s"] / rows["nmap"]["threads_per_s"]
-        print(f"{threads:>6} throughput nsecluster/nmap: {ratio:.2f}x  (>= 1: at least Nmap's)")
+    print(f"{'layout':<10} {'N':>6} {'tool':<11} {'wall s':>8} {'threads/s':>10} "
+          f"{'peak MB':>8} {'MB/1000 thr':>11} {'all banners':>11}")
+    for layout, sizes in report["layouts"].items():
+        for threads, rows in sizes.items():
+            for tool in ("nmap", "nsecluster", "baseline"):
+                row = rows[tool]
+                per = row.get("mb_per_1000_threads")
+                print(f"{layout:<10} {threads:>6} {tool:<11} {row['wall_s']:8.2f} "
+                      f"{row.get('threads_per_s', 0):10.0f} {row['peak_mb']:8.1f} "
+                      f"{per if per is not None else float('nan'):11.1f} "
+                      f"{row['ok_runs'] if tool != 'baseline' else '-':>11}")
+            ratio = rows["nsecluster"]["threads_per_s"] / rows["nmap"]["threads_per_s"]
+            print(f"{layout:<10} {threads:>6} throughput nsecluster/nmap: {ratio:.2f}x  "
+                  f"(>= 1: at least Nmap's)")
 
 
 if __name__ == "__main__":
