@@ -469,3 +469,44 @@ def test_a_threads_end_broadcasts_the_condvars_it_used(tmp_path):
           nmap.socket.sleep(0.02)
         end"""}, [result])
     assert port_output(result, 1) == {"ends": "woken by an ending thread"}
+
+
+# -- what finished threads leave behind ------------------------------------------------------
+
+def test_finished_threads_leave_no_garbage_cycles(tmp_path, listeners):
+    """A thread that connects, reads (or times out) and closes is freed by reference counting
+    alone: per-thread cycles would make the collector's full passes grow with the scan and
+    cost a fifth of the script phase (bench/nse.py)."""
+    import gc
+
+    from worker.nse.engine import Thread
+
+    port = listeners.listen("127.0.0.1")
+    script = PORTRULE + """
+        action = function(host, port)
+          local s = nmap.new_socket()
+          s:set_timeout(100)
+          assert(s:connect(host, port))
+          local ok, err = s:receive()  -- the listener never sends: a timeout
+          s:close()
+          stdnse.sleep(0.01)
+          return tostring(ok) .. " " .. tostring(err)
+        end"""
+    result = host(ports=[(port, "open")])
+    engine, _ = make_engine()
+    gc.collect()
+    gc.disable()
+    try:
+        run(tmp_path, {"leaks": "local stdnse = require 'stdnse'\n" + script}, [result],
+            engine=engine)
+        assert port_output(result, port)["leaks"] == "nil TIMEOUT"
+        assert len(engine.ops) == 0 and not engine.ops._by_thread  # nothing left pending
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        leaked = [o for o in gc.garbage if isinstance(o, Thread)
+                  or type(o).__name__ in ("ScriptPass", "NsockSocket", "Op", "_ConnectAttempt")]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert leaked == []
