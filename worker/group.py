@@ -62,7 +62,9 @@ class _GroupRun:
         self.on_progress = on_progress
         self.start_time = time.time()
         self.start_ms = loop.now_ms()
-        self.targets = {t.address: t for t in job.targets}  # duplicates scan once per group
+        # Each address is probed once; a target given twice is still reported (and gets its
+        # scripts) twice, as in Nmap, each with the name it was given.
+        self.targets = {t.address: t for t in job.targets}
         self.names: dict[str, str | None] = {}
         self.discovery: dict[str, HostScan] = {}
         self.portscan: dict[str, HostScan] = {}
@@ -175,8 +177,8 @@ class _GroupRun:
     # -- results ----------------------------------------------------------------------------
     def _results(self, finished_only: bool) -> list[HostResult]:
         results = []
-        for address, target in self.targets.items():
-            finished_ms = self._finished_ms(address)
+        for target in self.job.targets:
+            finished_ms = self._finished_ms(target.address)
             if finished_ms is None and finished_only:
                 continue
             results.append(self._host_result(target, finished_ms))

@@ -101,10 +101,24 @@ def test_ipv6_loopback(listeners):
     assert states(host)[port] == ("open", "syn-ack")
 
 
-def test_duplicate_targets_in_a_group_scan_once(listeners):
+def test_a_target_given_twice_is_reported_twice_but_probed_once(listeners):
     port = listeners.listen("127.7.6.1")
-    result = run_group(job(["127.7.6.1", "127.7.6.1"], [port]), loop=EventLoop())
-    assert [h.address for h in result.hosts] == ["127.7.6.1"]
+    named = Target("127.7.6.1", targetname="twice.example")
+    result = run_group(job(["127.7.6.1", named, "127.7.6.1"], [port]), loop=EventLoop())
+    assert [(h.address, h.targetname) for h in result.hosts] == [
+        ("127.7.6.1", None), ("127.7.6.1", "twice.example"), ("127.7.6.1", None)]
+    assert all(states(h)[port] == ("open", "syn-ack") for h in result.hosts)
+    assert result.hosts[0].ports is not result.hosts[2].ports  # scripts may change either
+    listener = listeners.sockets[-1]
+    listener.setblocking(False)
+    accepted = 0
+    for _ in range(5):
+        try:
+            listener.accept()[0].close()
+        except BlockingIOError:
+            break
+        accepted += 1
+    assert accepted == 1
 
 
 # -- inside a private namespace: silence, down hosts, self-connects --------------------------
