@@ -22,6 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from worker.nse.backends import RegistryBackend, SyncBackend
 from worker.nse.ops import Operations
 from worker.nse.profile import SEED
 from worker.nse.runtime import LuaRuntime, text
@@ -109,7 +110,7 @@ class Engine:
     the shared-state backends (memory by default, Redis in a cluster)."""
 
     def __init__(self, loop, log=None, datapath=None, nselib_dirs=(), services=None,
-                 registry=None, sync=None):
+                 registry: RegistryBackend | None = None, sync: SyncBackend | None = None):
         from worker.nse.api.registry import MemoryRegistry
         from worker.nse.api.sync import MemorySync
 
