@@ -2,13 +2,13 @@
 
 How this works: file descriptors are watched with epoll (level-triggered); each watched fd has
 a read callback and/or a write callback that the loop calls when the fd is ready (an owner
-unwatches or forgets its fd before closing it). Changes to
-what is watched are kept in a change list and given to epoll once, just before it waits (as
-nsock and libevent do): a socket that stops waiting to write and starts waiting to read in
-the same turn costs one epoll_ctl, not two, and one closed in the same turn costs none. Timers sit in
-a heap keyed by deadline; a cancelled timer stays in the heap and is skipped when it comes up
-(cheaper than removing it). ``call_soon`` callbacks run on the next iteration, in order.
-Other threads hand work in with ``call_soon_threadsafe``, which wakes the loop through an eventfd.
+unwatches or forgets its fd before closing it). Changes to what is watched go into a change
+list that epoll gets once, just before the loop waits (as in nsock and libevent): a socket
+that stops waiting to write and starts waiting to read in one turn costs one epoll_ctl, not
+two, and one closed in the turn costs none. Timers sit in a heap keyed by deadline; a
+cancelled timer stays in the heap and is skipped when it comes up (cheaper than removing it).
+``call_soon`` callbacks run on the next iteration, in order. Other threads hand work in with
+``call_soon_threadsafe``, which wakes the loop through an eventfd.
 
 One loop per worker process (``process_loop``): the port scanner, the resolver and, later, the
 script engine all share it, and nothing running on it may block.

@@ -14,7 +14,7 @@ EOF, CANCELLED, KILL on failure (``value`` None), or RESOLVE when a name did not
   measured faster than connecting inside the call), names are resolved by getaddrinfo in a
   small thread pool whose answers come back through ``loop.call_soon_threadsafe``; TLS
   handshakes and records are driven by readiness (a TLS read may need the fd writable and a
-  write may need it readable). A read first tries the socket directly: a banner that has already arrived
+  write may need it readable). A read first tries the socket: data that has arrived already
   costs no epoll registration and no timer.
 - Every wait honours the socket's timeout (``timeout_ms``, read when the operation starts;
   -1 means none), one timer per operation covering all of it (connect plus TLS handshake).

@@ -17,6 +17,6 @@ def register(engine) -> dict:
     def refuse(*_args):
         raise ScriptError(NOT_YET if engine.options.privileged else NOT_PRIVILEGED)
 
-    names = ("pcap_open", "pcap_register", "pcap_receive", "pcap_close", "ethernet_open", "ethernet_send", "ethernet_close", "ip_open", "ip_send",
-             "ip_close")
+    names = ("pcap_open", "pcap_register", "pcap_receive", "pcap_close", "ethernet_open",
+             "ethernet_send", "ethernet_close", "ip_open", "ip_send", "ip_close")
     return {name: lua_api(refuse) for name in names}

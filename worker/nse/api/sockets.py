@@ -743,8 +743,8 @@ def _extension_text(extension) -> str:
     if isinstance(value, x509.ExtendedKeyUsage):
         return ", ".join(_EKU_LN.get(o.dotted_string, o.dotted_string) for o in value)
     if isinstance(value, x509.AuthorityInformationAccess):
-        return "\n".join(f"{_AIA_LN.get(d.access_method.dotted_string, d.access_method.dotted_string)}"
-                         f" - {_general_name(d.access_location)}" for d in value)
+        return "\n".join(_AIA_LN.get(d.access_method.dotted_string, d.access_method.dotted_string)
+                         + f" - {_general_name(d.access_location)}" for d in value)
     if isinstance(value, x509.CRLDistributionPoints):
         lines = []
         for point in value:
