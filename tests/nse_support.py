@@ -84,3 +84,44 @@ def port_output(result: HostResult, number: int) -> dict[str, str]:
         if port.portid == number:
             return {s.id: s.output for s in port.scripts}
     raise KeyError(number)
+
+
+def _lua_check_source(body: str) -> str:
+    return ('description = "test"\ncategories = {"safe"}\n'
+            'prerule = function() return true end\n'
+            f'action = function()\n{textwrap.dedent(body)}\nend\n')
+
+
+def run_lua(tmp_path: Path, body: str, profile=SEED, name="lua-check", **options) -> str:
+    """Run ``body`` (Lua statements that end in ``return <string>``) as the action of a prerule
+    script in a real engine, so it may require nselib modules and use sockets, sleeps and
+    threads. Returns the output; a Lua error fails the test with its traceback."""
+    source = _lua_check_source(body)
+    options.setdefault("debugging", 1)  # an error's traceback goes to the log
+    done = run(tmp_path, {name: source}, phase="prerule", profile=profile, **options)
+    if not done.results:
+        raise AssertionError(f"the Lua check returned nothing:\n{done.lines()}")
+    (result,) = done.results
+    return result.output
+
+
+def run_lua_nmap(tmp_path: Path, body: str, name="lua-check", timeout=60) -> str:
+    """The same check under the installed ``nmap`` with Nmap's own nselib: how Nmap behaves,
+    observed (never read), to compare ours with. A Lua error fails with nmap's debug log."""
+    import shutil
+    import subprocess
+    import xml.etree.ElementTree as ET
+
+    nmap = shutil.which("nmap")
+    if nmap is None:
+        raise AssertionError("nmap is required (Debian package nmap; .ci/setup installs it)")
+    script = tmp_path / f"{name}.nse"
+    script.write_text(_lua_check_source(body))
+    xml_path = tmp_path / f"{name}.xml"
+    done = subprocess.run([nmap, "--unprivileged", "-d", "-n", "--script", str(script),
+                           "-oX", str(xml_path)], capture_output=True, text=True,
+                          timeout=timeout)
+    for element in ET.parse(xml_path).getroot().iter("script"):
+        if element.get("id") == name:
+            return element.get("output")
+    raise AssertionError(f"nmap gave no output for the check:\n{done.stdout}\n{done.stderr}")
