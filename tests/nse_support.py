@@ -120,7 +120,7 @@ def run_lua_nmap(tmp_path: Path, body: str, name="lua-check", timeout=60) -> str
     xml_path = tmp_path / f"{name}.xml"
     done = subprocess.run([nmap, "--unprivileged", "-d", "-n", "--script", str(script),
                            "-oX", str(xml_path)], capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, cwd=tmp_path)  # not beside our nselib
     for element in ET.parse(xml_path).getroot().iter("script"):
         if element.get("id") == name:
             return element.get("output")

@@ -41,6 +41,7 @@ class LuaRuntime:
         def load_part(name, *args):
             return self.load_file(LUA_DIR / text(name), *args)
 
+        self._install_cmodules()
         nmap, nmap7 = self.load_file(LUA_DIR / "nmap.lua", self.kernel, api_table, load_part)
         self.kernel.set_nmap7_view(nmap7)
         self.globals[b"nmap"] = nmap
@@ -52,6 +53,22 @@ class LuaRuntime:
             "thread_info": api["thread_info"], "SILENT_REQUIRE": self.kernel.SILENT_REQUIRE})
         self.kernel.install_searcher(lambda name: _found(find_module(text(name))))
         self.kernel.make_strict()
+
+    def _install_cmodules(self) -> None:
+        """The modules Nmap builds in C (worker/nse/cmod), loaded on first ``require``. The
+        BIGNUM type is shared with certificate tables, so it is there from the start."""
+        from worker.nse.cmod import openssl, zlib
+
+        openssl_api = self.table(openssl.functions())
+        self.kernel.bignum = self.load_file(LUA_DIR / "bignum.lua", self.kernel, openssl_api)
+        parts = {"openssl": (openssl_api, self.kernel.bignum),
+                 "zlib": (self.table(zlib.functions()), self.table(zlib.CONSTANTS))}
+        preload = self.globals[b"package"][b"preload"]
+        as_lua_function = self.lua.eval("function(f) return function() return f() end end")
+        for name, args in parts.items():
+            def loader(name=name, args=args):
+                return self.load_file(LUA_DIR / f"{name}.lua", self.kernel, *args)
+            preload[name.encode()] = as_lua_function(loader)  # require wants a Lua function
 
     def load_file(self, path: Path, *args):
         return self._load(path.read_bytes(), b"@" + str(path).encode(), *args)

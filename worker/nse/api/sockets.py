@@ -581,7 +581,7 @@ class SocketAPI:
         table = runtime.lua_value(fields["plain"])
         pubkey = table[b"pubkey"]
         for name, value in fields["bignums"].items():
-            pubkey[name.encode()] = self.make_bignum(value[0], value[1], value[2])
+            pubkey[name.encode()] = self.make_bignum(*value)
         for key, value in fields["oid_keys"]:
             target = table[key[0].encode()]
             target[runtime.lua_value(list(key[1]))] = value.encode("utf-8", "surrogateescape")
@@ -774,14 +774,14 @@ def _date_table(when) -> dict:
             "min": when.minute, "sec": when.second}
 
 
-def _bignum(number: int) -> tuple:
-    raw = number.to_bytes(max(1, (number.bit_length() + 7) // 8), "big")
-    return raw, str(number).encode(), raw.hex().upper().encode()
+def _bignum(number: int) -> tuple[bytes, bool]:
+    """A BIGNUM's (magnitude, negative) for lua/bignum.lua."""
+    return number.to_bytes((number.bit_length() + 7) // 8, "big"), number < 0
 
 
 def certificate_fields(der: bytes) -> dict:
     """The parts of Nmap's certificate object (nse-spec §6.2) as plain data: ``plain`` (the
-    tables), ``bignums`` (pubkey fields as (bin, dec, hex)), ``oid_keys`` (name attributes
+    tables), ``bignums`` (pubkey fields as (magnitude, negative)), ``oid_keys`` (name attributes
     without an OpenSSL long name: (("subject"|"issuer", oid integers), value))."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization

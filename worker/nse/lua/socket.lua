@@ -21,7 +21,6 @@ local co_running, error, format, getinfo, gsub, find, sub, mtype, pack, rawget, 
 
 local STATE = setmetatable({}, {__mode = "k"})  -- socket -> {handle, owner}
 local CERT = setmetatable({}, {__mode = "k"})   -- certificate -> {fields, der}
-local BN = setmetatable({}, {__mode = "k"})     -- BIGNUM -> {bin, dec, hex}
 
 -- -------------------------------------------------------------------------------------------
 -- luaL_argerror and friends, as seen from the API function ``level`` frames above the caller.
@@ -95,38 +94,9 @@ local function checkboolean(level, narg, v, present)
 end
 
 -- -------------------------------------------------------------------------------------------
--- Objects handed over to Python: certificates and OpenSSL-style BIGNUMs.
+-- Objects handed over to Python: certificates (their BIGNUMs come from lua/bignum.lua).
 
-local BIGNUM = {}
-local BIGNUM_MT = {__name = "BIGNUM", __index = BIGNUM,
-                   __tostring = function(b) return BN[b].hex end}
-
-function BIGNUM.tobin(b) return BN[b].bin end
-function BIGNUM.todec(b) return BN[b].dec end
-function BIGNUM.tohex(b) return BN[b].hex end
-function BIGNUM.num_bytes(b)
-  local bin = BN[b].bin
-  return (#bin == 1 and bin:byte() == 0) and 0 or #bin
-end
-function BIGNUM.num_bits(b)
-  local bin = BN[b].bin
-  local top = bin:byte(1) or 0
-  if #bin == 1 and top == 0 then return 0 end
-  local bits = 0
-  while top > 0 do bits, top = bits + 1, top // 2 end
-  return (#bin - 1) * 8 + bits
-end
-function BIGNUM.is_bit_set(b, n)
-  local bin = BN[b].bin
-  local byte = bin:byte(#bin - n // 8)
-  return byte ~= nil and n >= 0 and (byte >> (n % 8)) & 1 == 1
-end
-
-local function make_bignum(bin, dec, hex)
-  local b = setmetatable({}, BIGNUM_MT)
-  BN[b] = {bin = bin, dec = dec, hex = hex}
-  return b
-end
+local make_bignum = K.bignum.make  -- pubkey modulus and exponent (lua/bignum.lua)
 
 local CERT_METHODS = {}
 local CERT_MT = {
