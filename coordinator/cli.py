@@ -89,6 +89,8 @@ def _add_scan_options(scan: argparse.ArgumentParser) -> None:
                    help="show the data scripts send and receive")
     g.add_argument("--script-help", metavar="<Lua scripts>",
                    help="describe the selected scripts and exit")
+    g.add_argument("--script-updatedb", action="store_true",
+                   help="rebuild scripts/script.db from the scripts and exit")
 
     g = scan.add_argument_group("timing and performance",
                                 "<time> is in seconds, or append 'ms', 's', 'm' or 'h' "
@@ -208,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         if command == "scan":
             # Options may follow targets, as with Nmap: parse intermixed.
             args = build_scan_parser().parse_intermixed_args(normalize_argv(rest))
+            if args.script_updatedb:
+                from coordinator.updatedb import run_script_updatedb
+                return run_script_updatedb(args, dict(os.environ))
             if args.script_help is not None:
                 from coordinator.scripthelp import run_script_help
                 return run_script_help(args, dict(os.environ))

@@ -193,3 +193,49 @@ def test_script_trace_shows_the_conversation(tmp_path, listeners):
     assert proc.returncode == 0, proc.stderr
     assert "NSE: TCP " in proc.stderr and f"127.11.5.1:{port}" in proc.stderr
     assert "HELLO 127.11.5.1" in proc.stderr
+
+
+# -- --script-updatedb ---------------------------------------------------------------------
+
+def _updatedb_tree(root):
+    scripts = root / "scripts"
+    (scripts / "sub").mkdir(parents=True)
+    (scripts / "zz-test.nse").write_text('description = "z"\ncategories = {"safe", "Discovery"}\n'
+                                         'portrule = function() return true end\n'
+                                         'action = function() end\n')
+    (scripts / "aa.nse").write_text('local nmap = require "nmap"\ndescription = "a"\n'
+                                    'categories = {"vuln"}\n'
+                                    'hostrule = function() return true end\n'
+                                    'action = function() end\n')
+    (scripts / "sub" / "inner.nse").write_text((scripts / "aa.nse").read_text())
+    (scripts / "notes.txt").write_text("not a script")
+    return scripts
+
+
+def test_script_updatedb_writes_what_nmap_writes(tmp_path, nmap_path):
+    import subprocess
+
+    ours, theirs = _updatedb_tree(tmp_path / "ours"), _updatedb_tree(tmp_path / "nmap")
+    done = run_nsecluster("scan", "--datadir", ours.parent, "--script-updatedb")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["NSE: Updating rule database.",
+                                        "NSE: Script Database updated successfully."]
+    subprocess.run([nmap_path, "--datadir", str(theirs.parent), "--script-updatedb"],
+                   capture_output=True, check=True, timeout=60)
+    assert (ours / "script.db").read_text() == (theirs / "script.db").read_text()
+    assert (ours / "script.db").read_text().count("Entry") == 2
+    selected = run_nsecluster("scan", "--datadir", ours.parent, "--script-help", "vuln")
+    assert selected.returncode == 0 and "\naa\n" in selected.stdout
+
+
+def test_script_updatedb_keeps_the_old_database_when_a_script_does_not_load(tmp_path):
+    scripts = _updatedb_tree(tmp_path)
+    assert run_nsecluster("scan", "--datadir", tmp_path, "--script-updatedb").returncode == 0
+    before = (scripts / "script.db").read_text()
+    (scripts / "bad.nse").write_text("broken(")
+    done = run_nsecluster("scan", "--datadir", tmp_path, "--script-updatedb")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == \
+        "nsecluster: script database not updated: could not load script"
+    assert "bad.nse" in done.stderr and "Traceback" not in done.stderr
+    assert (scripts / "script.db").read_text() == before
