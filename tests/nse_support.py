@@ -107,7 +107,9 @@ def run_lua(tmp_path: Path, body: str, profile=SEED, name="lua-check", **options
 
 def run_lua_nmap(tmp_path: Path, body: str, name="lua-check", timeout=60) -> str:
     """The same check under the installed ``nmap`` with Nmap's own nselib: how Nmap behaves,
-    observed (never read), to compare ours with. A Lua error fails with nmap's debug log."""
+    observed (never read), to compare ours with. A Lua error fails with nmap's debug log.
+    The text is nmap's XML output attribute, where bytes outside printable ASCII arrive as
+    ``\\xHH``: a body that returns such bytes should hex-escape them itself."""
     import shutil
     import subprocess
     import xml.etree.ElementTree as ET
