@@ -449,6 +449,18 @@ def test_timeouts(loop, peers):
     sock.close()
 
 
+def test_a_zero_timeout_still_lets_a_loopback_connect_succeed(loop, peers):
+    """As in nsock, I/O that completes in a turn beats a timer due in that turn: the
+    connect's timer starts with the attempt, not before the loop gets to it."""
+    port = peers.echo()
+    for host in (HOST, "localhost"):  # a name is resolved first, outside the timeout
+        sock = NsockSocket(loop, timeout_ms=0)
+        assert call(loop, sock.connect, host, port, "tcp") == (None, None)
+        sock.close()
+    refused = NsockSocket(loop, timeout_ms=0)
+    assert call(loop, refused.connect, HOST, closed_port(), "tcp") == (ERROR, None)
+
+
 def test_reset_is_error(loop, peers):
     port = peers.reset()
     sock = connected(loop, port)

@@ -41,6 +41,7 @@ from worker.nsock.loop import EventLoop
 
 AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
 _STREAM, _DGRAM = _socket.SOCK_STREAM, _socket.SOCK_DGRAM
+_NO_TIMER = object()  # _resolved: the connect needs no timer started there
 _NONBLOCK_CLOEXEC = _socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC
 HAVE_SSL = True  # Python's ssl module is always there; Nmap's no-OpenSSL answers exist anyway
 TIMEOUT, ERROR, EOF, CANCELLED, KILL = "TIMEOUT", "ERROR", "EOF", "CANCELLED", "KILL"
@@ -265,17 +266,20 @@ class NsockSocket:
             op.sni = _sni(server_hostname if server_hostname is not None else host)
         op.payload = proto
         self._connecting = op
-        if proto != "udp":
-            self._start_timer(op, timeout_ms)
         if not 0 <= port <= 65535:
             self.loop.call_soon(lambda: self._connect_failed(op, ERROR))
             return op
         socktype = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+        timer_ms = _NO_TIMER if proto == "udp" else timeout_ms
         resolve(self.loop, host, port, self.family, socktype,
-                lambda answer: self._resolved(op, answer))
+                lambda answer: self._resolved(op, answer, timer_ms))
         return op
 
-    def _resolved(self, op: Op, answer) -> None:
+    def _resolved(self, op: Op, answer, timer_ms=None) -> None:
+        """Start connecting to ``answer``. The connect's timer starts here, with the attempt,
+        as in Nmap, where a name is resolved before the connect and I/O done in a turn beats
+        a timer due in it: even a 0 ms timeout lets a loopback connect succeed.
+        ``_NO_TIMER``: none is wanted (UDP)."""
         if op.done:
             return
         if isinstance(answer, str):
@@ -299,6 +303,8 @@ class NsockSocket:
                 if code not in (0, errno.EINPROGRESS):
                     self._connect_failed(op, ERROR)
                     return
+                if timer_ms is not _NO_TIMER:
+                    self._start_timer(op, timer_ms)
         except OSError:
             self._connect_failed(op, ERROR)
             return
