@@ -2,16 +2,37 @@
 here; the cluster's Redis backends join ``SYNC_BACKENDS``/``REGISTRY_BACKENDS``."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
+import redis
 from nse_support import make_engine
 
+from worker.cluster.registry import RedisRegistry
 from worker.nse.api.base import ScriptError
 from worker.nse.api.registry import MemoryRegistry
 from worker.nse.api.sync import MemorySync
 from worker.nse.ops import Operations
 
+REDIS_URL = "redis://127.0.0.1:6379/0"  # .ci/setup starts it; a missing Redis fails the tests
+
+
+@pytest.fixture(scope="module")
+def redis_client():
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    yield client
+    client.close()
+
+
+def redis_registry(request):
+    backend = RedisRegistry(request.getfixturevalue("redis_client"), f"test-{uuid.uuid4().hex}")
+    request.addfinalizer(backend.delete)
+    return backend
+
+
 SYNC_BACKENDS = {"memory": MemorySync}
-REGISTRY_BACKENDS = {"memory": MemoryRegistry}
+REGISTRY_BACKENDS = {"memory": lambda request: MemoryRegistry(), "redis": redis_registry}
 
 
 class Woken(list):
@@ -112,11 +133,102 @@ def test_keys_are_independent(sync):
     assert woken == [(30, sleeper)]
 
 
-@pytest.mark.parametrize("name", sorted(REGISTRY_BACKENDS))
-def test_registry_is_one_table_for_every_caller(name):
+@pytest.fixture(params=sorted(REGISTRY_BACKENDS))
+def registry(request):
+    """(registry backend, a Lua runtime, run(lua_body, registry table) -> the body's values)."""
     engine, _ = make_engine()
-    backend = REGISTRY_BACKENDS[name]()
-    table = backend.lua_table(engine.runtime)
+    backend = REGISTRY_BACKENDS[request.param](request)
+    runtime = engine.runtime
+
+    def run(body: str, *args):
+        function = runtime.lua.eval(f"function(registry, ...) {body} end")
+        return function(backend.lua_table(runtime), *args)
+
+    return backend, runtime, run
+
+
+def test_registry_is_one_table_for_every_caller(registry):
+    backend, runtime, _ = registry
+    table = backend.lua_table(runtime)
     table[b"seen"] = 1
-    again = backend.lua_table(engine.runtime)
+    again = backend.lua_table(runtime)
     assert again[b"seen"] == 1
+
+
+def test_nested_writes_land(registry):
+    _, _, run = registry
+    assert run("""
+      registry.demo = registry.demo or {}
+      registry.demo["127.0.0.1"] = {port = 80, names = {"a", "b"}}
+      registry.demo["127.0.0.1"].names[3] = "c"
+      local entry = registry.demo["127.0.0.1"]
+      return entry.port, table.concat(entry.names, ","), registry.demo["127.0.0.2"]
+    """) == (80, b"a,b,c", None)
+
+
+def test_insert_length_ipairs_and_remove_behave_as_on_a_local_table(registry):
+    _, _, run = registry
+    assert run("""
+      registry.list = {}
+      for i = 1, 5 do table.insert(registry.list, "v" .. i) end
+      table.insert(registry.list, 1, "v0")
+      local seen = {}
+      for i, v in ipairs(registry.list) do seen[#seen + 1] = i .. "=" .. v end
+      local removed = table.remove(registry.list)
+      return #registry.list, table.concat(seen, " "), removed, #{}
+    """) == (5, b"1=v0 2=v1 3=v2 4=v3 5=v4 6=v5", b"v5", 0)
+
+
+def test_pairs_gives_every_key_with_its_type(registry):
+    _, _, run = registry
+    listed = run("""
+      registry.t = {[1] = "one", [2.5] = "float", [true] = "yes", ["a\\0b"] = "nul",
+                    big = math.maxinteger, neg = -3, pi = 3.25, flag = false, bin = "\\255\\0"}
+      registry.t[2.0] = "two"  -- a float key with an integral value is the integer key
+      local out = {}
+      for k, v in pairs(registry.t) do
+        out[#out + 1] = ("%s:%s=%s:%s"):format(math.type(k) or type(k), tostring(k),
+                                               math.type(v) or type(v), tostring(v))
+      end
+      table.sort(out)
+      return table.concat(out, "|")
+    """)
+    assert listed.split(b"|") == sorted([
+        b"integer:1=string:one", b"integer:2=string:two", b"float:2.5=string:float",
+        b"boolean:true=string:yes", b"string:a\0b=string:nul",
+        b"string:big=integer:9223372036854775807", b"string:neg=integer:-3",
+        b"string:pi=float:3.25", b"string:flag=boolean:false", b"string:bin=string:\xff\0"])
+
+
+def test_a_table_kept_by_the_script_still_writes_into_the_registry(registry):
+    _, _, run = registry
+    assert run("""
+      local mine, inner = {}, {}
+      mine.inner = inner
+      registry.kept = mine
+      mine.later = "yes"
+      inner.deep = 7
+      return registry.kept.later, registry.kept.inner.deep, registry.kept == mine
+    """) == (b"yes", 7, True)
+
+
+def test_shared_subtables_and_cycles_stay_one_table(registry):
+    _, _, run = registry
+    assert run("""
+      local a, shared = {}, {n = 1}
+      a.self, a.left, a.right = a, shared, shared
+      registry.a = a
+      registry.a.left.n = 2
+      return registry.a.self == registry.a, registry.a.right.n, registry.a == registry.a
+    """) == (True, 2, True)
+
+
+def test_assigning_nil_removes_the_key(registry):
+    _, _, run = registry
+    assert run("""
+      registry.gone = {x = 1}
+      registry.gone = nil
+      local keys = 0
+      for k in pairs(registry) do if k == "gone" then keys = keys + 1 end end
+      return registry.gone, keys
+    """) == (None, 0)
