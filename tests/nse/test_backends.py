@@ -9,10 +9,12 @@ import redis
 from nse_support import make_engine
 
 from worker.cluster.registry import RedisRegistry
+from worker.cluster.sync import RedisSync
 from worker.nse.api.base import ScriptError
 from worker.nse.api.registry import MemoryRegistry
 from worker.nse.api.sync import MemorySync
 from worker.nse.ops import Operations
+from worker.nsock.loop import EventLoop
 
 REDIS_URL = "redis://127.0.0.1:6379/0"  # .ci/setup starts it; a missing Redis fails the tests
 
@@ -31,7 +33,21 @@ def redis_registry(request):
     return backend
 
 
-SYNC_BACKENDS = {"memory": MemorySync}
+def redis_sync(ops, request):
+    client = request.getfixturevalue("redis_client")
+    scan = f"test-{uuid.uuid4().hex}"
+    backend = RedisSync(ops, EventLoop(), client, scan)
+
+    def clean_up():
+        backend.close()
+        keys = list(client.scan_iter(match=f"nsecluster:{scan}:*"))
+        if keys:
+            client.delete(*keys)
+    request.addfinalizer(clean_up)
+    return backend
+
+
+SYNC_BACKENDS = {"memory": lambda ops, request: MemorySync(ops), "redis": redis_sync}
 REGISTRY_BACKENDS = {"memory": lambda request: MemoryRegistry(), "redis": redis_registry}
 
 
@@ -46,90 +62,90 @@ class Woken(list):
 def sync(request):
     woken = Woken()
     ops = Operations(woken)
-    return SYNC_BACKENDS[request.param](ops), ops, woken
+    return SYNC_BACKENDS[request.param](ops, request), ops, woken
 
 
 def test_lock_is_first_come_first_served(sync):
     backend, ops, woken = sync
-    assert backend.lock("k", co=1, thread=10) is None
-    assert backend.running("k") == 1
-    second = backend.lock("k", co=2, thread=20)
-    third = backend.lock("k", co=3, thread=30)
+    assert backend.lock("s:k", co=1, thread=10) is None
+    assert backend.running("s:k") == 1
+    second = backend.lock("s:k", co=2, thread=20)
+    third = backend.lock("s:k", co=3, thread=30)
     assert second is not None and third is not None and woken == []
-    backend.done("k", co=1)
-    assert woken == [(20, second)] and backend.running("k") == 2
-    backend.done("k", co=2)
-    assert woken[-1] == (30, third) and backend.running("k") == 3
-    backend.done("k", co=3)
-    assert backend.running("k") is None
-    assert backend.lock("k", co=4, thread=40) is None  # free again
+    backend.done("s:k", co=1)
+    assert woken == [(20, second)] and backend.running("s:k") == 2
+    backend.done("s:k", co=2)
+    assert woken[-1] == (30, third) and backend.running("s:k") == 3
+    backend.done("s:k", co=3)
+    assert backend.running("s:k") is None
+    assert backend.lock("s:k", co=4, thread=40) is None  # free again
 
 
 def test_done_without_the_lock_is_the_scripts_error(sync):
     backend, _, _ = sync
     with pytest.raises(ScriptError, match="^do not have a lock on this mutex$"):
-        backend.done("never-taken", co=1)
-    backend.lock("k", co=1, thread=10)
+        backend.done("s:never-taken", co=1)
+    backend.lock("s:k", co=1, thread=10)
     with pytest.raises(ScriptError, match="^do not have a lock on this mutex$"):
-        backend.done("k", co=2)
-    assert backend.running("k") == 1
+        backend.done("s:k", co=2)
+    assert backend.running("s:k") == 1
 
 
 def test_trylock_never_waits(sync):
     backend, ops, _ = sync
-    assert backend.trylock("k", co=1, thread=10) is True
-    assert backend.trylock("k", co=2, thread=20) is False
+    assert backend.trylock("s:k", co=1, thread=10) is True
+    assert backend.trylock("s:k", co=2, thread=20) is False
     assert len(ops) == 0
-    backend.done("k", co=1)
-    assert backend.trylock("k", co=2, thread=20) is True
+    backend.done("s:k", co=1)
+    assert backend.trylock("s:k", co=2, thread=20) is True
 
 
 def test_a_dead_waiter_is_passed_over(sync):
     backend, ops, woken = sync
-    backend.lock("k", co=1, thread=10)
-    backend.lock("k", co=2, thread=20)
-    third = backend.lock("k", co=3, thread=30)
+    backend.lock("s:k", co=1, thread=10)
+    backend.lock("s:k", co=2, thread=20)
+    third = backend.lock("s:k", co=3, thread=30)
     ops.cancel_thread(20)
-    backend.done("k", co=1)
-    assert woken == [(30, third)] and backend.running("k") == 3
+    backend.done("s:k", co=1)
+    assert woken == [(30, third)] and backend.running("s:k") == 3
 
 
 def test_a_threads_end_passes_on_every_lock_its_coroutines_held(sync):
     backend, _, woken = sync
-    backend.lock("a", co=1, thread=10)
-    backend.lock("b", co=2, thread=10)  # another coroutine of the same thread
-    waiting_a = backend.lock("a", co=5, thread=50)
-    backend.lock("c", co=6, thread=60)
+    backend.lock("s:a", co=1, thread=10)
+    backend.lock("s:b", co=2, thread=10)  # another coroutine of the same thread
+    waiting_a = backend.lock("s:a", co=5, thread=50)
+    backend.lock("s:c", co=6, thread=60)
     backend.release_thread(10)
     assert woken == [(50, waiting_a)]
-    assert backend.running("a") == 5 and backend.running("b") is None
-    assert backend.running("c") == 6
+    assert backend.running("s:a") == 5 and backend.running("s:b") is None
+    assert backend.running("s:c") == 6
 
 
 def test_signal_wakes_the_latest_living_waiter_and_broadcast_the_rest(sync):
     backend, ops, woken = sync
-    backend.signal("cv")  # nobody waits: nothing happens
-    first = backend.wait("cv", thread=10)
-    second = backend.wait("cv", thread=20)
-    third = backend.wait("cv", thread=30)
-    fourth = backend.wait("cv", thread=40)
+    backend.signal("s:cv")  # nobody waits: nothing happens
+    first = backend.wait("s:cv", thread=10)
+    second = backend.wait("s:cv", thread=20)
+    third = backend.wait("s:cv", thread=30)
+    fourth = backend.wait("s:cv", thread=40)
     ops.cancel_thread(40)
-    backend.signal("cv")
+    backend.signal("s:cv")
     assert woken == [(30, third)]
-    backend.broadcast("cv")
+    backend.broadcast("s:cv")
     assert sorted(woken[1:]) == [(10, first), (20, second)]
-    backend.signal("cv")
+    backend.signal("s:cv")
     assert len(woken) == 3 and fourth not in [t for _, t in woken]
 
 
 def test_keys_are_independent(sync):
     backend, _, woken = sync
-    backend.lock("a", co=1, thread=10)
-    assert backend.lock("b", co=2, thread=20) is None
-    sleeper = backend.wait("a", thread=30)
-    backend.signal("b")
+    backend.lock("s:a", co=1, thread=10)
+    assert backend.lock("s:b", co=2, thread=20) is None
+    sleeper = backend.wait("s:a", thread=30)
+    backend.signal("s:b")
     assert woken == []
-    backend.signal("a")
+    backend.signal("s:a")
     assert woken == [(30, sleeper)]
 
 

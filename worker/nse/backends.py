@@ -3,7 +3,7 @@
 The engine never holds scan-wide state itself: ``nmap.registry`` comes from a
 ``RegistryBackend`` and ``nmap.mutex``/``nmap.condvar`` from a ``SyncBackend``. The memory
 implementations (api/registry.py, api/sync.py) serve one process; the cluster's Redis
-implementations serve many, and drop in through ``Engine(registry=..., sync=...)``.
+implementations serve many, and drop in through ``Engine(registry=backend, sync=factory)``.
 tests/nse/test_backends.py is the suite every implementation must pass.
 
 Waiting is expressed with the engine's operation tokens (worker/nse/ops.py): a call that

@@ -19,6 +19,7 @@ import heapq
 import itertools
 import sys
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,10 +108,12 @@ class Thread:
 class Engine:
     """One per worker process. ``datapath`` finds data files (fetchfile); ``nselib_dirs`` are
     searched for ``require``d modules; ``services`` names ports; ``registry`` and ``sync`` are
-    the shared-state backends (memory by default, Redis in a cluster)."""
+    the shared-state backends (memory by default, Redis in a cluster): ``sync`` is made from
+    the engine's operations, ``sync(ops) -> SyncBackend``, since its waits complete them."""
 
     def __init__(self, loop, log=None, datapath=None, nselib_dirs=(), services=None,
-                 registry: RegistryBackend | None = None, sync: SyncBackend | None = None):
+                 registry: RegistryBackend | None = None,
+                 sync: Callable[[Operations], SyncBackend] | None = None):
         from worker.nse.api.registry import MemoryRegistry
         from worker.nse.api.sync import MemorySync
 
@@ -125,7 +128,7 @@ class Engine:
         self.threads: dict[int, Thread] = {}
         self.ops = Operations(self._wake)
         self.registry_backend = registry or MemoryRegistry()
-        self.sync_backend = sync or MemorySync(self.ops)
+        self.sync_backend = (sync or MemorySync)(self.ops)
         self.new_targets: list[str] = []  # add_targets: the coordinator takes them
         self.new_targets_total = 0
         self._ids = itertools.count(1)
