@@ -132,6 +132,11 @@ def _add_scan_options(scan: argparse.ArgumentParser) -> None:
                    help="only show open (or possibly open) ports")
     g.add_argument("--datadir", metavar="DIR", help="look for Nmap data files in DIR first")
 
+    g = scan.add_argument_group("cluster")
+    g.add_argument("--broker", metavar="URL",
+                   help="run on the workers of this Redis broker, e.g. redis://HOST:6379/0 "
+                        "(default: $NSECLUSTER_BROKER; without one the scan runs here)")
+
 
 def _positive_int(option):
     def parse(text):
@@ -161,7 +166,8 @@ def _positive_float(option):
     return parse
 
 
-COMMANDS = {"scan": "scan targets (Nmap's options)"}
+COMMANDS = {"scan": "scan targets (Nmap's options)",
+            "worker": "run a cluster worker (Celery) for scans given --broker"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
                 return run_script_help(args, dict(os.environ))
             from coordinator.scan import run_scan_command
             return run_scan_command(args, " ".join(["nsecluster", *argv]), dict(os.environ))
+        if command == "worker":
+            from worker.cluster.command import run_worker
+            return run_worker(rest, dict(os.environ))
         raise UsageError(f"unknown command {command!r}")
     except UserError as exc:
         print(f"nsecluster: {exc}", file=sys.stderr)

@@ -20,6 +20,15 @@ class EmbeddedRunner:
         return run_group(GroupJob(self.scan_id, index, targets, self.options),
                          on_progress=on_progress, log=self.log)
 
+    def run_groups(self, groups, on_start, on_progress=None):
+        """One group after another, each on this process's loop."""
+        for index, targets in groups:
+            on_start(targets)
+            yield self.run_group(index, targets, on_progress)
+
+    def cancel(self) -> None:
+        """Nothing runs elsewhere: an interrupted group already returned what finished."""
+
     def prepare(self) -> None:
         """Select and load the scripts now: a script that cannot load stops the scan before
         any output is opened or packet sent, as in Nmap."""

@@ -40,6 +40,7 @@ class ScanPlan:
     datapath: DataPath
     services: ServiceTable = dataclasses.field(compare=False, repr=False)
     warnings: tuple[str, ...] = ()
+    broker: str | None = None  # --broker / $NSECLUSTER_BROKER: run on the cluster
 
     @property
     def interactive(self) -> bool:
@@ -95,8 +96,17 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
         datadir=args.datadir,
         scripts=script_options,
     )
-    if script_options is not None:
-        _check_scripts(options, environ)
+    broker = args.broker or environ.get("NSECLUSTER_BROKER") or None
+    if script_options is not None and broker is None:
+        _check_scripts(options, environ)  # a cluster's workers check against their own scripts
+    if broker is not None and not broker.startswith(("redis://", "rediss://", "unix://")):
+        raise UserError(f"unsupported broker URL {broker!r} (use redis://HOST:PORT/N)")
+    if broker is not None and script_options is not None:
+        paths = [rule for rule in script_options.rules if "/" in rule]
+        if paths:
+            raise UserError(f"--script {paths[0]}: with --broker, workers load scripts only "
+                            "from their own script directories; install it there (nsecluster "
+                            "worker --datadir DIR) and name it without a path")
     first, size = host_group_sizes(ports.count("tcp"), ports.count("udp"), not ping_only,
                                    timing.level, args.min_hostgroup, args.max_hostgroup)
     return ScanPlan(
@@ -117,6 +127,7 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
         datapath=datapath,
         services=services,
         warnings=tuple(warnings),
+        broker=broker,
     )
 
 

@@ -52,9 +52,12 @@ class Scan:
             udp_ranges=plan.options.ports.udp, verbosity=plan.options.verbosity,
             debugging=plan.options.debugging, show_reason=plan.show_reason,
             open_only=plan.open_only, script_scan=plan.options.scripts is not None)
-        from coordinator.embedded import EmbeddedRunner
-
-        self.runner = EmbeddedRunner(plan.scan_id, plan.options, log=_log)
+        if plan.broker:
+            from coordinator.cluster import ClusterRunner
+            self.runner = ClusterRunner(plan.scan_id, plan.options, plan.broker, log=_log)
+        else:
+            from coordinator.embedded import EmbeddedRunner
+            self.runner = EmbeddedRunner(plan.scan_id, plan.options, log=_log)
         self.runner.prepare()
         writers = open_writers(plan.outputs, info, stdout=StdoutProxy())
         estimate = None if plan.input_file else TargetStream(list(plan.target_tokens), (),
@@ -69,12 +72,14 @@ class Scan:
             interrupted = self._run_groups(targets, writers, progress)
         except KeyboardInterrupt:
             interrupted = True
+            self.runner.cancel()
         except UserError as exc:  # e.g. a bad line deep in -iL: the outputs say why they end
             error = str(exc)
             raise
         finally:
             progress.close()
-            if self.hosts_total == 0 and not interrupted and error is None:
+            failed = getattr(self.runner, "failures", 0)
+            if self.hosts_total == 0 and not interrupted and error is None and not failed:
                 print("WARNING: No targets were specified, so 0 hosts scanned.",
                       file=sys.stderr)
             writers.end(RunStats(end_time=time.time(), elapsed_s=time.monotonic() - started,
@@ -84,14 +89,17 @@ class Scan:
             writers.close()
         if interrupted:
             return 130
-        return 1 if self.resolve_failures else 0
+        return 1 if self.resolve_failures or getattr(self.runner, "failures", 0) else 0
 
-    def _targets(self) -> TargetStream:
+    def _targets(self, tokens=None) -> TargetStream:
+        """The scan's targets, then the ones scripts add; or just ``tokens``."""
         plan = self.plan
-        tokens = itertools.chain(plan.target_tokens, self._added_targets())
-        if plan.input_file is not None:
-            file_tokens = read_target_file(plan.input_file, sys.stdin)  # fails now, not later
-            tokens = itertools.chain(plan.target_tokens, file_tokens, self._added_targets())
+        if tokens is None:
+            tokens = itertools.chain(plan.target_tokens, self._added_targets())
+            if plan.input_file is not None:
+                file_tokens = read_target_file(plan.input_file, sys.stdin)  # fails now
+                tokens = itertools.chain(plan.target_tokens, file_tokens,
+                                         self._added_targets())
         excludes = [spec for text in plan.excludes for spec in parse_excludes(text)]
         if plan.exclude_file is not None:
             excludes.extend(read_exclude_file(plan.exclude_file))
@@ -114,20 +122,26 @@ class Scan:
         self.added_tokens.extend(added)
         if results:
             writers.prescript(results)
-        for index, group in enumerate(host_groups(targets, plan.first_group_size,
-                                                  plan.group_size)):
+        def started(group):
             if plan.options.verbosity:
                 print(f"Scanning {len(group)} host{'s' if len(group) != 1 else ''} "
                       f"[{plan.options.ports.count('tcp')} ports/host]", file=sys.stderr)
             progress.group_started(len(group))
-            result = runner.run_group(index, group, on_progress=progress.update)
-            self.added_tokens.extend(result.new_targets)
-            for host in result.hosts:
-                self._count(host)
-                writers.host(host)
-            progress.group_finished(len(result.hosts))
-            if result.interrupted:
-                return True
+
+        numbers = itertools.count()
+        stream = targets
+        while stream is not None:  # more rounds only for targets added after the split ended
+            groups = ((next(numbers), group) for group in
+                      host_groups(stream, plan.first_group_size, plan.group_size))
+            for result in runner.run_groups(groups, started, progress.update):
+                self.added_tokens.extend(result.new_targets)
+                for host in result.hosts:
+                    self._count(host)
+                    writers.host(host)
+                progress.group_finished(len(result.hosts))
+                if result.interrupted:
+                    return True
+            stream = self._targets(self._added_targets()) if self.added_tokens else None
         results = runner.postrule()
         if results:
             writers.postscript(results)

@@ -165,6 +165,18 @@ class GroupJob:
     options: ScanOptions
 
 
+@dataclass(frozen=True, slots=True)
+class PhaseJob:
+    """The scan-wide script phases around the host groups: "prerule" or "postrule"."""
+
+    scan_id: str
+    phase: str
+    options: ScanOptions
+
+
+PHASES = ("prerule", "postrule")
+
+
 # --------------------------------------------------------------------------------------------
 # Results
 
@@ -268,6 +280,15 @@ class GroupResult:
     new_targets: list[str] = field(default_factory=list)  # nmap.add_targets: join the scan
 
 
+@dataclass(slots=True)
+class PhaseResult:
+    scan_id: str
+    phase: str
+    scripts: list[ScriptResult]
+    new_targets: list[str] = field(default_factory=list)  # added by pre-scan scripts
+    error: str | None = None  # the user's error that stopped the phase (e.g. no such script)
+
+
 # --------------------------------------------------------------------------------------------
 # Wire encoding
 
@@ -303,6 +324,13 @@ def to_wire(message) -> dict:
                 "group": message.group_index, "interrupted": message.interrupted,
                 "hosts": [_host_to_wire(h) for h in message.hosts],
                 "new_targets": list(message.new_targets)}
+    if isinstance(message, PhaseJob):
+        return {"v": PROTOCOL_VERSION, "kind": "phase-job", "scan_id": message.scan_id,
+                "phase": message.phase, "options": _options_to_wire(message.options)}
+    if isinstance(message, PhaseResult):
+        return {"v": PROTOCOL_VERSION, "kind": "phase-result", "scan_id": message.scan_id,
+                "phase": message.phase, "scripts": _scripts_to_wire(message.scripts),
+                "new_targets": list(message.new_targets), "error": message.error}
     raise TypeError(f"not a protocol message: {type(message).__name__}")
 
 
@@ -328,6 +356,15 @@ def from_wire(wire: Any):
             hosts=[_host_from_wire(_Reader(h, "host")) for h in reader.list("hosts")],
             new_targets=_strings(reader.list("new_targets"), "new_targets"),
         )
+    if kind in ("phase-job", "phase-result"):
+        scan_id, phase = reader.str("scan_id"), reader.str("phase")
+        if phase not in PHASES:
+            raise ProtocolError(f"message.phase: unknown phase {phase!r}")
+        if kind == "phase-job":
+            return PhaseJob(scan_id, phase, _options_from_wire(reader.sub("options")))
+        return PhaseResult(scan_id, phase, _scripts_from_wire(reader.list("scripts"), "scripts"),
+                           _strings(reader.list("new_targets"), "new_targets"),
+                           reader.str("error", optional=True))
     raise ProtocolError(f"unknown message kind {kind!r}")
 
 

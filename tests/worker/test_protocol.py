@@ -12,6 +12,8 @@ from worker.protocol import (
     GroupResult,
     HostResult,
     PortResult,
+    PhaseJob,
+    PhaseResult,
     PortRun,
     PortSet,
     ProtocolError,
@@ -22,6 +24,7 @@ from worker.protocol import (
     Timing,
     decode,
     encode,
+    from_wire,
     to_wire,
 )
 
@@ -54,6 +57,18 @@ def sample_result():
 def test_job_and_result_round_trip():
     assert decode(encode(sample_job())) == sample_job()
     assert decode(encode(sample_result())) == sample_result()
+
+
+def test_phase_messages_round_trip_and_unknown_phases_are_refused():
+    job = PhaseJob("scan-1", "prerule", sample_job().options)
+    result = PhaseResult("scan-1", "postrule", [ScriptResult("shared", "2 hosts", [["n", "2"]])],
+                         ["127.0.0.9"])
+    assert decode(encode(job)) == job
+    assert decode(encode(result)) == result
+    wire = to_wire(job)
+    wire["phase"] = "hostrule"
+    with pytest.raises(ProtocolError, match="unknown phase 'hostrule'"):
+        from_wire(wire)
 
 
 def test_real_scan_results_round_trip(listeners):

@@ -96,13 +96,19 @@ class RedisRegistry:
     """The registry of scan ``scan_id`` in the Redis that ``client`` talks to."""
 
     def __init__(self, client: redis.Redis, scan_id: str, ttl_s: int = 86400):
-        self.client, self.scan_id, self.ttl_s = client, scan_id, ttl_s
-        self._prefix = f"nsecluster:{scan_id}:reg:".encode()
+        self.client, self.ttl_s = client, ttl_s
+        self.use_scan(scan_id)
         self._node_ids = (b"%s.%d" % (uuid.uuid4().hex[:12].encode(), n)
                           for n in itertools.count(1))
         self._border = client.register_script(_BORDER)
         self._batch = None
         self._tables = {}  # id(runtime) -> its root proxy
+
+    def use_scan(self, scan_id: str) -> None:
+        """Serve scan ``scan_id`` from now on (a worker process runs many scans, one at a
+        time; the tables scripts hold are proxies, so they follow)."""
+        self.scan_id = scan_id
+        self._prefix = f"nsecluster:{scan_id}:reg:".encode()
 
     def lua_table(self, runtime):
         table = self._tables.get(id(runtime))

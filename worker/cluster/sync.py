@@ -97,11 +97,11 @@ class RedisSync:
         self.ops, self.loop, self.client, self.lease_ms = ops, loop, client, lease_ms
         self.local = MemorySync(ops)
         self.process = uuid.uuid4().hex
-        prefix = f"nsecluster:{scan_id}:sync:"
-        self._prefix = prefix
-        self._channel_prefix = prefix + "wake:"
-        self._alive_prefix = prefix + "alive:"
+        # A process's liveness and channel are its own, whatever scan it serves.
+        self._channel_prefix = "nsecluster:sync:wake:"
+        self._alive_prefix = "nsecluster:sync:alive:"
         self._channel = self._channel_prefix + self.process
+        self.use_scan(scan_id)
         self._lock_script = client.register_script(_LOCK)
         self._done_script = client.register_script(_DONE)
         self._poke_script = client.register_script(_POKE)
@@ -113,6 +113,10 @@ class RedisSync:
         self._timer = None
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
+
+    def use_scan(self, scan_id: str) -> None:
+        """Serve scan ``scan_id`` from now on; called between scans, when nothing is held."""
+        self._prefix = f"nsecluster:{scan_id}:sync:"
 
     # -- names ------------------------------------------------------------------------------
     @staticmethod

@@ -40,7 +40,8 @@ class ScriptSearch:
     --datadir, $NMAPDIR, ~/.nmap (Nmap data directories: their scripts run under the Nmap 7
     profile), then the bundled scripts/ and nselib/."""
 
-    def __init__(self, datadir: str | None, environ):
+    def __init__(self, datadir: str | None, environ, confined: bool = False):
+        self.confined = confined  # a cluster worker: scripts only from its own directories
         home = environ.get("HOME")
         nmap_dirs = [Path(d) for d in (datadir, environ.get("NMAPDIR"),
                                        os.path.join(home, ".nmap") if home else None) if d]
@@ -68,7 +69,16 @@ class ScriptSearch:
 
     def find_path(self, item: str) -> Path | None:
         """An absolute path, else scripts/<item> in the data directories, else <item> from
-        the current directory (nse-spec §2.6)."""
+        the current directory (nse-spec §2.6). A confined search (a cluster worker) looks
+        only in the script directories it was configured with."""
+        if self.confined:
+            if os.path.isabs(item) or ".." in Path(item).parts:
+                return None
+            for directory in self.script_dirs():
+                candidate = directory / item
+                if candidate.exists():
+                    return candidate
+            return None
         if os.path.isabs(item):
             return Path(item) if os.path.exists(item) else None
         for directory in self.script_dirs():
@@ -180,7 +190,28 @@ class ScriptStage:
 
 
 _engines: dict[tuple, Engine] = {}
-_stages: dict[str, ScriptStage] = {}
+_stages: dict[str, ScriptStage] = {}  # by scan, oldest first
+_MAX_STAGES = 8  # a cluster worker serves many scans; only the post-scan phase ends one
+_shared_state: tuple = (None, None)  # (registry backend, sync factory) for new engines
+_worker_datadir: tuple[bool, str | None] = (False, None)  # (confined, the worker's --datadir)
+
+
+def use_shared_state(registry, sync_factory) -> None:
+    """Engines made from now on share the registry and locks through these backends (the
+    cluster's Redis ones) instead of this process's memory."""
+    global _shared_state
+    _shared_state = (registry, sync_factory)
+
+
+def worker_datadir() -> str | None:
+    return _worker_datadir[1]
+
+
+def confine_to_worker_dirs(datadir: str | None) -> None:
+    """A cluster worker: scripts, nselib and data come from ``datadir`` (the worker's own
+    --datadir) and the bundled directories, never from paths a job names."""
+    global _worker_datadir
+    _worker_datadir = (True, datadir)
 
 
 def stage_for(scan_id: str, options: ScanOptions, loop, log=None,
@@ -191,15 +222,21 @@ def stage_for(scan_id: str, options: ScanOptions, loop, log=None,
         return None
     stage = _stages.get(scan_id)
     if stage is None:
-        search = ScriptSearch(options.datadir, os.environ if environ is None else environ)
+        confined, worker_datadir = _worker_datadir
+        search = ScriptSearch(worker_datadir if confined else options.datadir,
+                              os.environ if environ is None else environ, confined=confined)
         key = (id(loop), tuple(search.nselib_dirs()))
         engine = _engines.get(key)
         if engine is None:
+            registry, sync = _shared_state
             engine = _engines[key] = Engine(loop, log=log, datapath=search.datapath,
                                             nselib_dirs=search.nselib_dirs(),
-                                            services=service_table_for(options.datadir))
+                                            services=service_table_for(options.datadir),
+                                            registry=registry, sync=sync)
         elif log is not None:
             engine.log = log
+        while len(_stages) >= _MAX_STAGES:
+            del _stages[next(iter(_stages))]
         stage = _stages[scan_id] = ScriptStage(options, engine, search)
     return stage
 

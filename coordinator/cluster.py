@@ -1,0 +1,199 @@
+"""The scan on a cluster: the same phases as the embedded default, sent as Celery tasks.
+
+The coordinator drives the canvas itself — pre-scan task, then host-group tasks, then the
+post-scan task — rather than building one Celery chord: targets are split lazily (a /8 is
+never held in memory), a finished group is written as soon as it arrives, and targets that
+scripts add (nmap.add_targets) join the scan while it runs. At most ``window`` groups are
+out at a time, enough to keep every worker process busy.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+from worker.errors import UserError
+from worker.protocol import (
+    GroupJob,
+    GroupResult,
+    PhaseJob,
+    PhaseResult,
+    ProtocolError,
+    ScanOptions,
+    ScriptResult,
+    from_wire,
+    to_wire,
+)
+
+_POLL_S = 0.02
+
+
+class ClusterRunner:
+    def __init__(self, scan_id: str, options: ScanOptions, broker_url: str, log=None):
+        from worker.cluster.app import make_app
+
+        self.scan_id, self.options, self.broker_url = scan_id, options, broker_url
+        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.app = make_app(broker_url)
+        self.window = 2
+        self.failures = 0
+        self._outstanding: dict[str, object] = {}  # task id -> AsyncResult
+        self._prerule: PhaseResult | None = None
+
+    # -- the runner interface (coordinator/scan.py) -------------------------------------------
+    def prepare(self) -> None:
+        """The broker answers and at least one worker listens, or one clear line."""
+        import redis
+
+        try:
+            client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=5,
+                                          socket_timeout=5)
+            client.ping()
+            client.close()
+        except (redis.RedisError, ValueError) as exc:
+            raise UserError(f"cannot reach the broker at {self.broker_url}: {exc}") from None
+        stats = self.app.control.inspect(timeout=1.0).stats() or {}
+        if not stats:
+            raise UserError(f"no nsecluster worker is connected to {self.broker_url} (start one "
+                            f"with: nsecluster worker --broker {self.broker_url})")
+        processes = sum(int(s.get("pool", {}).get("max-concurrency", 1) or 1)
+                        for s in stats.values())
+        self.window = max(2, 2 * processes)
+        if self.options.scripts is not None:
+            # The pre-scan phase runs now: a worker that cannot select or load the scripts
+            # stops the scan before any output is opened, as in the embedded default.
+            self._prerule = self._phase("prerule", fatal=True)
+
+    def prerule(self) -> tuple[list[ScriptResult], list[str]]:
+        result = self._prerule
+        return (result.scripts, result.new_targets) if result else ([], [])
+
+    def postrule(self) -> list[ScriptResult]:
+        try:
+            if self.options.scripts is None:
+                return []
+            result = self._phase("postrule")
+            return result.scripts if result else []
+        finally:
+            self._forget_scan()
+
+    def run_groups(self, groups, on_start, on_progress=None):
+        """Send ``groups`` ((index, targets) pairs, read lazily) and yield each GroupResult as
+        it finishes, in the order they finish."""
+        from worker.cluster.app import TASK_GROUP
+
+        pending: dict[str, tuple[int, tuple, object]] = {}
+        groups = iter(groups)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < self.window:
+                item = next(groups, None)
+                if item is None:
+                    exhausted = True
+                    break
+                index, targets = item
+                on_start(targets)
+                sent = self._send(TASK_GROUP, GroupJob(self.scan_id, index, tuple(targets),
+                                                       self.options), **self._time_limits())
+                pending[sent.id] = (index, targets, sent)
+            if not pending:
+                return
+            finished = [key for key, (_, _, sent) in pending.items() if sent.ready()]
+            if not finished:
+                time.sleep(_POLL_S)
+                continue
+            for key in finished:
+                index, targets, sent = pending.pop(key)
+                yield self._group_result(index, targets, sent)
+
+    def cancel(self) -> None:
+        """Ctrl-C: revoke what is still queued or running for this scan."""
+        if self._outstanding:
+            self.app.control.revoke(list(self._outstanding), terminate=True, signal="SIGTERM")
+            self._outstanding.clear()
+        self._forget_scan()
+
+    # -- tasks ------------------------------------------------------------------------------
+    def _send(self, name: str, message, **options):
+        from worker.cluster.app import DEFAULT_QUEUE
+
+        sent = self.app.send_task(name, args=[to_wire(message)], queue=DEFAULT_QUEUE,
+                                  **options)
+        self._outstanding[sent.id] = sent
+        return sent
+
+    def _time_limits(self) -> dict:
+        """With --host-timeout, a group cannot legitimately run much longer than that: its
+        hosts run side by side, then their scripts (which the host timeout also ends)."""
+        host_timeout_ms = self.options.timing.host_timeout_ms
+        if not host_timeout_ms:
+            return {}
+        soft = 2 * math.ceil(host_timeout_ms / 1000) + 60
+        return {"soft_time_limit": soft, "time_limit": soft + 30}
+
+    def _settle(self, sent):
+        """The decoded message of a finished task, or None (reported) if it failed."""
+        self._outstanding.pop(sent.id, None)
+        try:
+            if not sent.successful():
+                return None
+            return from_wire(sent.result)
+        except ProtocolError as exc:
+            self.log(f"nsecluster: a worker sent a bad result: {exc}")
+            return None
+        finally:
+            sent.forget()
+
+    def _group_result(self, index: int, targets, sent) -> GroupResult:
+        reason = sent.result if sent.failed() else None
+        result = self._settle(sent)
+        if isinstance(result, GroupResult) and result.scan_id == self.scan_id:
+            return result
+        self.failures += 1
+        self.log(f"nsecluster: host group {index} ({_first(targets)}) failed: "
+                 f"{_reason(reason)}")
+        return GroupResult(self.scan_id, index, [])
+
+    def _phase(self, phase: str, fatal: bool = False) -> PhaseResult | None:
+        """Run one script phase; with ``fatal``, the user's error stops the scan."""
+        from worker.cluster.app import TASK_PHASE
+
+        sent = self._send(TASK_PHASE, PhaseJob(self.scan_id, phase, self.options))
+        while not sent.ready():
+            time.sleep(_POLL_S)
+        reason = sent.result if sent.failed() else None
+        result = self._settle(sent)
+        if isinstance(result, PhaseResult) and result.phase == phase:
+            if result.error is None:
+                return result
+            if fatal:
+                self._forget_scan()
+                raise UserError(result.error)
+            reason = result.error
+        self.failures += 1
+        self.log(f"nsecluster: the {phase} script phase failed: {_reason(reason)}")
+        return None
+
+    def _forget_scan(self) -> None:
+        """The scan's shared state (registry, locks, attempt counts) goes with the scan."""
+        import redis
+
+        try:
+            client = redis.Redis.from_url(self.broker_url, socket_timeout=10)
+            keys = list(client.scan_iter(match=f"nsecluster:{self.scan_id}:*", count=1000))
+            for start in range(0, len(keys), 500):
+                client.unlink(*keys[start:start + 500])
+            client.close()
+        except redis.RedisError as exc:
+            self.log(f"nsecluster: could not remove the scan's keys from Redis: {exc}")
+
+
+def _first(targets) -> str:
+    first = targets[0].address if targets else "-"
+    return f"1 host: {first}" if len(targets) == 1 else f"{len(targets)} hosts: {first} ..."
+
+
+def _reason(reason) -> str:
+    if reason is None:
+        return "the worker's result could not be read"
+    return f"{type(reason).__name__}: {reason}" if isinstance(reason, BaseException) else str(reason)

@@ -1,0 +1,214 @@
+"""The scan on a real cluster: two `nsecluster worker` processes (two worker processes each)
+over the real Redis, started by the tests; results equal the embedded run's, the registry and
+mutexes hold across workers, and bad or pickled messages are refused."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import REPO, run_nsecluster
+
+BROKER = "redis://127.0.0.1:6379/7"  # a database of its own: queues and results of these tests
+
+COUNTER_SCRIPT = """
+local nmap = require "nmap"
+local stdnse = require "stdnse"
+description = "Counts hosts in the shared registry under a mutex; the post-scan reports it."
+categories = {"safe"}
+hostrule = function() return true end
+postrule = function() return true end
+action = function(host)
+  if SCRIPT_TYPE == "postrule" then
+    local hosts = 0
+    for _ in pairs(nmap.registry.seen or {}) do hosts = hosts + 1 end
+    return ("counter=%d hosts=%d"):format(nmap.registry.counter or 0, hosts)
+  end
+  local mutex = nmap.mutex("counter")
+  mutex "lock"
+  local value = nmap.registry.counter or 0
+  stdnse.sleep(0.002)  -- a lost update would show without the lock
+  nmap.registry.counter = value + 1
+  nmap.registry.seen = nmap.registry.seen or {}
+  nmap.registry.seen[host.ip] = true
+  mutex "done"
+  return "counted"
+end
+"""
+
+
+class Workers:
+    def __init__(self, datadir: Path, logs: Path):
+        self.datadir, self.logs = datadir, logs
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, count: int = 2, concurrency: int = 2) -> None:
+        for index in range(count):
+            log = open(self.logs / f"worker{len(self.processes)}.log", "w")
+            self.processes.append(subprocess.Popen(
+                [sys.executable, "-m", "coordinator.cli", "worker", "--broker", BROKER,
+                 "--concurrency", str(concurrency), "--datadir", str(self.datadir),
+                 "--hostname", f"test{len(self.processes)}@%h"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if all("ready." in self.log(i) for i in range(len(self.processes))):
+                return
+            assert all(p.poll() is None for p in self.processes), self.log(0) + self.log(-1)
+            time.sleep(0.2)
+        raise AssertionError("workers did not start:\n" + self.log(0))
+
+    def log(self, index: int) -> str:
+        paths = sorted(self.logs.glob("worker*.log"))
+        return paths[index].read_text() if paths else ""
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    client = redis.Redis.from_url(BROKER)
+    client.flushdb()  # this database belongs to these tests
+    datadir = tmp_path_factory.mktemp("worker-datadir")
+    (datadir / "scripts").mkdir()
+    (datadir / "scripts" / "count-hosts.nse").write_text(COUNTER_SCRIPT)
+    workers = Workers(datadir, tmp_path_factory.mktemp("logs"))
+    workers.start()
+    yield workers
+    workers.stop()
+    client.flushdb()
+    client.close()
+
+
+def xml_hosts(path: Path) -> dict:
+    """{address: (state, {(port, state, service): [script outputs]}, [host scripts])}."""
+    hosts = {}
+    root = ET.parse(path).getroot()
+    for host in root.iter("host"):
+        address = host.find("address").get("addr")
+        ports = {}
+        for port in host.iter("port"):
+            service = port.find("service")
+            ports[(port.get("portid"), port.find("state").get("state"),
+                   service.get("name") if service is not None else None)] = sorted(
+                (s.get("id"), s.get("output")) for s in port.iter("script"))
+        host_scripts = sorted((s.get("id"), s.get("output"))
+                              for h in host.iter("hostscript") for s in h.iter("script"))
+        hosts[address] = (host.find("status").get("state"), ports, host_scripts)
+    post = sorted((s.get("id"), s.get("output"))
+                  for p in root.iter("postscript") for s in p.iter("script"))
+    return {"hosts": hosts, "post": post}
+
+
+def test_a_cluster_scan_gives_the_embedded_results(cluster, listeners, tmp_path):
+    opened = {}
+    for last in range(1, 25):
+        address = f"127.0.70.{last}"
+        if last % 3 == 0:
+            opened[address] = listeners.listen(address)
+    ports = sorted(set(opened.values())) + [1, 7]
+    common = ["-n", "-Pn", "-p", ",".join(map(str, ports)), "--max-hostgroup", "3",
+              "127.0.70.1-24"]
+    embedded = run_nsecluster("scan", *common, "-oX", tmp_path / "embedded.xml")
+    clustered = run_nsecluster("scan", *common, "--broker", BROKER, "-oX", tmp_path / "cluster.xml")
+    assert embedded.returncode == 0, embedded.stderr
+    assert clustered.returncode == 0, clustered.stderr
+    ours = xml_hosts(tmp_path / "cluster.xml")
+    assert ours == xml_hosts(tmp_path / "embedded.xml")
+    assert len(ours["hosts"]) == 24
+    for address, port in opened.items():
+        assert any(key[:2] == (str(port), "open") for key in ours["hosts"][address][1])
+
+
+def test_registry_and_mutex_hold_across_workers(cluster, tmp_path):
+    done = run_nsecluster("scan", "-n", "-Pn", "-p", "1", "--max-hostgroup", "2",
+                          "--script", "count-hosts", "--broker", BROKER,
+                          "127.0.71.1-40", "-oX", tmp_path / "out.xml")
+    assert done.returncode == 0, done.stderr
+    result = xml_hosts(tmp_path / "out.xml")
+    assert all(scripts == [("count-hosts", "counted")]
+               for _, _, scripts in result["hosts"].values())
+    assert result["post"] == [("count-hosts", "counter=40 hosts=40")]
+    # Both workers took host groups (20 groups of two, four worker processes).
+    for index in range(2):
+        assert "nsecluster.group" in cluster.log(index)
+    # The scan's shared state went with the scan.
+    client = redis.Redis.from_url(BROKER)
+    assert [k for k in client.scan_iter(match="nsecluster:*:reg:*")] == []
+    client.close()
+
+
+def test_pickled_and_malformed_messages_are_refused(cluster):
+    from worker.cluster.app import TASK_GROUP, make_app
+
+    app = make_app(BROKER)
+    pickled = app.send_task(TASK_GROUP, args=[{"v": 1}], serializer="pickle",
+                            queue="nsecluster")
+    malformed = app.send_task(TASK_GROUP, args=[{"v": 1, "kind": "group-job"}],
+                              queue="nsecluster")
+    deadline = time.monotonic() + 30
+    logs = ""
+    while time.monotonic() < deadline:
+        logs = cluster.log(0) + cluster.log(1)
+        if "ContentDisallowed" in logs and "bad job message" in logs:
+            break
+        time.sleep(0.2)
+    assert "ContentDisallowed" in logs and "pickle" in logs
+    assert "bad job message: message.scan_id: expected str" in logs
+    assert pickled.state == "PENDING"  # never ran
+    assert malformed.state != "SUCCESS"
+
+
+def test_a_scan_without_workers_says_so(tmp_path):
+    lonely = "redis://127.0.0.1:6379/8"
+    redis.Redis.from_url(lonely).flushdb()
+    done = run_nsecluster("scan", "-n", "-Pn", "-p", "1", "--broker", lonely, "127.0.0.1",
+                          timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"nsecluster: no nsecluster worker is connected to {lonely} (start one with: "
+        f"nsecluster worker --broker {lonely})")
+
+
+def test_an_unreachable_broker_is_one_line(tmp_path):
+    done = run_nsecluster("scan", "-n", "-Pn", "-p", "1", "--broker", "redis://127.0.0.1:1/0",
+                          "127.0.0.1", timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.startswith("nsecluster: cannot reach the broker at redis://127.0.0.1:1/0")
+    assert "Traceback" not in done.stderr
+    worker = run_nsecluster("worker", "--broker", "redis://127.0.0.1:1/0", timeout=60)
+    assert worker.returncode == 1 and "cannot reach the broker" in worker.stderr
+
+
+def test_scripts_named_by_path_are_refused_with_a_broker():
+    done = run_nsecluster("scan", "-n", "-Pn", "-p", "1", "--broker", BROKER, "--script",
+                          "/tmp/evil.nse", "127.0.0.1")
+    assert done.returncode == 1
+    assert "workers load scripts only from their own script directories" in done.stderr
+
+
+def test_a_privileged_worker_without_raw_sockets_says_what_is_missing():
+    command = ["setpriv", "--inh-caps=-all", "--bounding-set=-net_raw,-net_admin",
+               sys.executable, "-m", "coordinator.cli", "worker", "--broker", BROKER,
+               "--privileged"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 1
+    assert done.stderr.startswith("nsecluster: --privileged: this process cannot open raw "
+                                  "sockets (Operation not permitted)")
