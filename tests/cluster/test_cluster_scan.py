@@ -43,6 +43,27 @@ end
 """
 
 
+SLOW_SCRIPT = """
+local stdnse = require "stdnse"
+description = "Takes a while on every host, so a test can kill workers mid-group."
+categories = {"safe"}
+hostrule = function() return true end
+action = function(host)
+  stdnse.sleep(1.5)
+  return "slept"
+end
+"""
+
+POISON_SCRIPT = """
+description = "Kills the worker process that runs it on one host: a poison group."
+categories = {"safe"}
+hostrule = function(host) return host.ip == "127.0.73.3" end
+action = function(host)
+  os.exit(3)
+end
+"""
+
+
 class Workers:
     def __init__(self, datadir: Path, logs: Path):
         self.datadir, self.logs = datadir, logs
@@ -87,7 +108,9 @@ def cluster(tmp_path_factory):
     client.flushdb()  # this database belongs to these tests
     datadir = tmp_path_factory.mktemp("worker-datadir")
     (datadir / "scripts").mkdir()
-    (datadir / "scripts" / "count-hosts.nse").write_text(COUNTER_SCRIPT)
+    for name, source in (("count-hosts", COUNTER_SCRIPT), ("slow-host", SLOW_SCRIPT),
+                         ("poison", POISON_SCRIPT)):
+        (datadir / "scripts" / f"{name}.nse").write_text(source)
     workers = Workers(datadir, tmp_path_factory.mktemp("logs"))
     workers.start()
     yield workers
@@ -152,6 +175,54 @@ def test_registry_and_mutex_hold_across_workers(cluster, tmp_path):
     client = redis.Redis.from_url(BROKER)
     assert [k for k in client.scan_iter(match="nsecluster:*:reg:*")] == []
     client.close()
+
+
+def reported_addresses(path: Path) -> list[str]:
+    return [h.find("address").get("addr") for h in ET.parse(path).getroot().iter("host")]
+
+
+def test_killed_worker_processes_have_their_groups_run_again(cluster, tmp_path):
+    seen = len(cluster.log(0))
+    scan = subprocess.Popen(
+        [sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
+         "--max-hostgroup", "2", "--script", "slow-host", "--broker", BROKER,
+         "127.0.72.1-12", "-oX", str(tmp_path / "out.xml")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    main = cluster.processes[0].pid
+    children: list[int] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not children:
+        time.sleep(0.1)
+        if "nsecluster.group" in cluster.log(0)[seen:]:  # a group of this scan is here:
+            time.sleep(0.5)  # kill mid-group
+            children = [int(p) for p in subprocess.run(
+                ["pgrep", "-P", str(main)], capture_output=True, text=True).stdout.split()]
+    assert children, "worker 0 never took a group"
+    for child in children:
+        os.kill(child, signal.SIGKILL)
+    out, err = scan.communicate(timeout=120)
+    assert scan.returncode == 0, err
+    addresses = reported_addresses(tmp_path / "out.xml")
+    assert sorted(addresses) == sorted(f"127.0.72.{n}" for n in range(1, 13))  # each once
+    result = xml_hosts(tmp_path / "out.xml")
+    assert all(scripts == [("slow-host", "slept")] for _, _, scripts in result["hosts"].values())
+    assert "exited with 'signal 9 (SIGKILL)'" in cluster.log(0)[seen:]
+    assert "WorkerLostError" in cluster.log(0)[seen:]
+
+
+def test_a_poison_group_fails_after_bounded_retries_and_the_rest_completes(cluster, tmp_path):
+    done = run_nsecluster("scan", "-n", "-Pn", "-p", "1", "--max-hostgroup", "2",
+                          "--script", "poison", "--broker", BROKER, "127.0.73.1-6",
+                          "-oX", tmp_path / "out.xml", timeout=180)
+    assert done.returncode == 1
+    assert ("nsecluster: host group 1 (2 hosts: 127.0.73.3 ...) failed: WorkerLostError"
+            in done.stderr), done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(reported_addresses(tmp_path / "out.xml")) == [
+        "127.0.73.1", "127.0.73.2", "127.0.73.5", "127.0.73.6"]
+    logs = cluster.log(0) + cluster.log(1)
+    assert logs.count("exited with 'exitcode 3'") == 3  # the first run and two retries
 
 
 def test_pickled_and_malformed_messages_are_refused(cluster):

@@ -44,8 +44,12 @@ def make_app(broker_url: str) -> Celery:
         result_expires=86400, worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
     )
-    app.task(name=TASK_GROUP, bind=True)(_group_task)
-    app.task(name=TASK_PHASE, bind=True)(_phase_task)
+    # A task whose process dies (SIGKILL, out of memory, a crashing script) runs again, on
+    # any worker, at most MAX_RETRIES_ON_WORKER_LOSS more times; then it fails with the reason.
+    lost = {"bind": True, "retry_on_worker_lost": True,
+            "max_retries": MAX_RETRIES_ON_WORKER_LOSS, "default_retry_delay": 0}
+    app.task(name=TASK_GROUP, **lost)(_group_task)
+    app.task(name=TASK_PHASE, **lost)(_phase_task)
     return app
 
 
