@@ -167,7 +167,9 @@ def _positive_float(option):
 
 
 COMMANDS = {"scan": "scan targets (Nmap's options)",
-            "worker": "run a cluster worker (Celery) for scans given --broker"}
+            "worker": "run a cluster worker (Celery) for scans given --broker",
+            "status": "show a cluster scan's progress: status SCAN_ID",
+            "cancel": "stop a cluster scan from another shell: cancel SCAN_ID"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
         if command == "worker":
             from worker.cluster.command import run_worker
             return run_worker(rest, dict(os.environ))
+        if command in ("status", "cancel"):
+            from coordinator import control
+            run = control.run_status if command == "status" else control.run_cancel
+            return run(rest, dict(os.environ))
         raise UsageError(f"unknown command {command!r}")
     except UserError as exc:
         print(f"nsecluster: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ import math
 import sys
 import time
 
+from coordinator.scanrecord import ScanRecord
 from worker.errors import UserError
 from worker.protocol import (
     GroupJob,
@@ -28,11 +29,20 @@ from worker.protocol import (
 _POLL_S = 0.02
 
 
+class ScanCancelled(KeyboardInterrupt):
+    """`nsecluster cancel` from another shell: the scan stops as on Ctrl-C."""
+
+
 class ClusterRunner:
-    def __init__(self, scan_id: str, options: ScanOptions, broker_url: str, log=None):
+    def __init__(self, scan_id: str, options: ScanOptions, broker_url: str, log=None,
+                 command_line: str = ""):
         from worker.cluster.app import make_app
 
         self.scan_id, self.options, self.broker_url = scan_id, options, broker_url
+        self.command_line = command_line
+        self.client = None
+        self.record: ScanRecord | None = None
+        self._next_cancel_check = 0.0
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.app = make_app(broker_url)
         self.window = 2
@@ -46,10 +56,9 @@ class ClusterRunner:
         import redis
 
         try:
-            client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=5,
-                                          socket_timeout=5)
-            client.ping()
-            client.close()
+            self.client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=5,
+                                               socket_timeout=30)
+            self.client.ping()
         except (redis.RedisError, ValueError) as exc:
             raise UserError(f"cannot reach the broker at {self.broker_url}: {exc}") from None
         stats = self.app.control.inspect(timeout=1.0).stats() or {}
@@ -59,6 +68,11 @@ class ClusterRunner:
         processes = sum(int(s.get("pool", {}).get("max-concurrency", 1) or 1)
                         for s in stats.values())
         self.window = max(2, 2 * processes)
+        self.record = ScanRecord(self.client, self.scan_id)
+        self.record.start(self.command_line)
+        self.log(f"nsecluster: scan {self.scan_id} on {len(stats)} worker"
+                 f"{'s' if len(stats) != 1 else ''} ({processes} processes); "
+                 f"'nsecluster status {self.scan_id}' shows it")
         if self.options.scripts is not None:
             # The pre-scan phase runs now: a worker that cannot select or load the scripts
             # stops the scan before any output is opened, as in the embedded default.
@@ -76,6 +90,7 @@ class ClusterRunner:
             return result.scripts if result else []
         finally:
             self._forget_scan()
+            self.record.finish("failed" if self.failures else "done")
 
     def run_groups(self, groups, on_start, on_progress=None):
         """Send ``groups`` ((index, targets) pairs, read lazily) and yield each GroupResult as
@@ -100,18 +115,31 @@ class ClusterRunner:
                 return
             finished = [key for key, (_, _, sent) in pending.items() if sent.ready()]
             if not finished:
-                time.sleep(_POLL_S)
+                self._wait_a_little()
                 continue
             for key in finished:
                 index, targets, sent = pending.pop(key)
                 yield self._group_result(index, targets, sent)
 
     def cancel(self) -> None:
-        """Ctrl-C: revoke what is still queued or running for this scan."""
+        """Ctrl-C or `nsecluster cancel`: revoke what is still queued or running."""
         if self._outstanding:
             self.app.control.revoke(list(self._outstanding), terminate=True, signal="SIGTERM")
             self._outstanding.clear()
         self._forget_scan()
+        if self.record is not None:
+            cancelled = self.record.cancel_requested()
+            self.record.finish("cancelled" if cancelled else "interrupted")
+
+    def _wait_a_little(self) -> None:
+        """Sleep one poll; about twice a second, see whether the scan was cancelled."""
+        time.sleep(_POLL_S)
+        now = time.monotonic()
+        if now >= self._next_cancel_check:
+            self._next_cancel_check = now + 0.5
+            if self.record.cancel_requested():
+                self.log(f"nsecluster: scan {self.scan_id} cancelled")
+                raise ScanCancelled()
 
     # -- tasks ------------------------------------------------------------------------------
     def _send(self, name: str, message, **options):
@@ -120,6 +148,7 @@ class ClusterRunner:
         sent = self.app.send_task(name, args=[to_wire(message)], queue=DEFAULT_QUEUE,
                                   **options)
         self._outstanding[sent.id] = sent
+        self.record.sent(sent.id, group=isinstance(message, GroupJob))
         return sent
 
     def _time_limits(self) -> dict:
@@ -148,7 +177,9 @@ class ClusterRunner:
         reason = sent.result if sent.failed() else None
         result = self._settle(sent)
         if isinstance(result, GroupResult) and result.scan_id == self.scan_id:
+            self.record.settled(sent.id, hosts=len(result.hosts))
             return result
+        self.record.settled(sent.id, hosts=0, failed=True)
         self.failures += 1
         self.log(f"nsecluster: host group {index} ({_first(targets)}) failed: "
                  f"{_reason(reason)}")
@@ -160,14 +191,16 @@ class ClusterRunner:
 
         sent = self._send(TASK_PHASE, PhaseJob(self.scan_id, phase, self.options))
         while not sent.ready():
-            time.sleep(_POLL_S)
+            self._wait_a_little()
         reason = sent.result if sent.failed() else None
         result = self._settle(sent)
+        self.record.settled(sent.id)
         if isinstance(result, PhaseResult) and result.phase == phase:
             if result.error is None:
                 return result
             if fatal:
                 self._forget_scan()
+                self.record.finish("failed")
                 raise UserError(result.error)
             reason = result.error
         self.failures += 1
@@ -179,11 +212,9 @@ class ClusterRunner:
         import redis
 
         try:
-            client = redis.Redis.from_url(self.broker_url, socket_timeout=10)
-            keys = list(client.scan_iter(match=f"nsecluster:{self.scan_id}:*", count=1000))
+            keys = list(self.client.scan_iter(match=f"nsecluster:{self.scan_id}:*", count=1000))
             for start in range(0, len(keys), 500):
-                client.unlink(*keys[start:start + 500])
-            client.close()
+                self.client.unlink(*keys[start:start + 500])
         except redis.RedisError as exc:
             self.log(f"nsecluster: could not remove the scan's keys from Redis: {exc}")
 

@@ -54,7 +54,8 @@ class Scan:
             open_only=plan.open_only, script_scan=plan.options.scripts is not None)
         if plan.broker:
             from coordinator.cluster import ClusterRunner
-            self.runner = ClusterRunner(plan.scan_id, plan.options, plan.broker, log=_log)
+            self.runner = ClusterRunner(plan.scan_id, plan.options, plan.broker, log=_log,
+                                        command_line=plan.command_line)
         else:
             from coordinator.embedded import EmbeddedRunner
             self.runner = EmbeddedRunner(plan.scan_id, plan.options, log=_log)

@@ -283,3 +283,57 @@ def test_a_privileged_worker_without_raw_sockets_says_what_is_missing():
     assert done.returncode == 1
     assert done.stderr.startswith("nsecluster: --privileged: this process cannot open raw "
                                   "sockets (Operation not permitted)")
+
+
+def scan_id_from(process: subprocess.Popen, limit_s: float = 30) -> str:
+    """The ID the coordinator announces on standard error before it starts."""
+    import re
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    selector.register(process.stderr, selectors.EVENT_READ)
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if selector.select(timeout=0.5):
+            line = process.stderr.readline()
+            match = re.match(r"nsecluster: scan ([0-9a-f]{32}) on ", line)
+            if match:
+                return match.group(1)
+            assert line, "the coordinator ended before announcing its scan"
+    raise AssertionError("no scan ID announced")
+
+
+def test_status_and_cancel_from_another_shell(cluster, tmp_path):
+    scan = subprocess.Popen(
+        [sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
+         "--max-hostgroup", "1", "--script", "slow-host", "--broker", BROKER,
+         "127.0.74.1-16", "-oX", str(tmp_path / "out.xml")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    scan_id = scan_id_from(scan)
+    status = run_nsecluster("status", scan_id, "--broker", BROKER)
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.startswith(f"scan {scan_id}: running\n")
+    assert "host groups: 0 done, 0 failed, 8 sent" in status.stdout  # the window: 4 processes
+    cancel = run_nsecluster("cancel", scan_id, "--broker", BROKER)
+    assert cancel.returncode == 0, cancel.stderr
+    assert cancel.stdout.startswith(f"scan {scan_id}: cancelling (")
+    started = time.monotonic()
+    scan.communicate(timeout=60)
+    assert scan.returncode == 130
+    assert time.monotonic() - started < 10
+    assert len(reported_addresses(tmp_path / "out.xml")) < 16  # the XML is complete and valid
+    after = run_nsecluster("status", scan_id, "--broker", BROKER)
+    assert after.stdout.startswith(f"scan {scan_id}: cancelled\n")
+    assert "tasks outstanding: 0" in after.stdout
+    client = redis.Redis.from_url(BROKER)
+    assert list(client.scan_iter(match=f"nsecluster:{scan_id}:*")) == []
+    client.close()
+    again = run_nsecluster("cancel", scan_id, "--broker", BROKER)
+    assert again.stdout == f"scan {scan_id} is cancelled: nothing to cancel\n"
+
+
+def test_status_of_an_unknown_scan_is_one_line():
+    done = run_nsecluster("status", "0" * 32, "--broker", BROKER)
+    assert done.returncode == 1
+    assert done.stderr == f"nsecluster: no scan {'0' * 32} on {BROKER}\n"
