@@ -168,6 +168,7 @@ def _positive_float(option):
 
 COMMANDS = {"scan": "scan targets (Nmap's options)",
             "worker": "run a cluster worker (Celery) for scans given --broker",
+            "flower": "watch the cluster in Flower (web dashboard)",
             "status": "show a cluster scan's progress: status SCAN_ID",
             "cancel": "stop a cluster scan from another shell: cancel SCAN_ID"}
 
@@ -226,9 +227,11 @@ def main(argv: list[str] | None = None) -> int:
                 return run_script_help(args, dict(os.environ))
             from coordinator.scan import run_scan_command
             return run_scan_command(args, " ".join(["nsecluster", *argv]), dict(os.environ))
-        if command == "worker":
-            from worker.cluster.command import run_worker
-            return run_worker(rest, dict(os.environ))
+        if command in ("worker", "flower"):
+            from worker.cluster import command as cluster_command
+            run = cluster_command.run_worker if command == "worker" else \
+                cluster_command.run_flower
+            return run(rest, dict(os.environ))
         if command in ("status", "cancel"):
             from coordinator import control
             run = control.run_status if command == "status" else control.run_cancel

@@ -109,7 +109,9 @@ class ClusterRunner:
                 index, targets = item
                 on_start(targets)
                 sent = self._send(TASK_GROUP, GroupJob(self.scan_id, index, tuple(targets),
-                                                       self.options), **self._time_limits())
+                                                       self.options),
+                                  shadow=f"nsecluster.group {self.scan_id[:12]} #{index}",
+                                  **self._time_limits())
                 pending[sent.id] = (index, targets, sent)
             if not pending:
                 return
@@ -189,7 +191,8 @@ class ClusterRunner:
         """Run one script phase; with ``fatal``, the user's error stops the scan."""
         from worker.cluster.app import TASK_PHASE
 
-        sent = self._send(TASK_PHASE, PhaseJob(self.scan_id, phase, self.options))
+        sent = self._send(TASK_PHASE, PhaseJob(self.scan_id, phase, self.options),
+                          shadow=f"nsecluster.{phase} {self.scan_id[:12]}")
         while not sent.ready():
             self._wait_a_little()
         reason = sent.result if sent.failed() else None

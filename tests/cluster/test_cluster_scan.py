@@ -337,3 +337,54 @@ def test_status_of_an_unknown_scan_is_one_line():
     done = run_nsecluster("status", "0" * 32, "--broker", BROKER)
     assert done.returncode == 1
     assert done.stderr == f"nsecluster: no scan {'0' * 32} on {BROKER}\n"
+
+
+def test_flower_shows_the_scans_tasks_and_their_progress(cluster, tmp_path):
+    import json
+    import urllib.request
+
+    from conftest import free_port
+
+    port = free_port("127.0.0.1")
+    flower = subprocess.Popen(
+        [sys.executable, "-m", "coordinator.cli", "flower", "--broker", BROKER, "--port",
+         str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "FLOWER_UNAUTHENTICATED_API": "true"},
+        start_new_session=True)
+
+    def tasks() -> dict:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks", timeout=5) as reply:
+                return json.load(reply)
+        except OSError:
+            return {}
+
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not tasks() and flower.poll() is None:
+            time.sleep(0.3)  # Flower is up once it lists the earlier tests' tasks
+        scan = subprocess.Popen(
+            [sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
+             "--max-hostgroup", "2", "--script", "slow-host", "--broker", BROKER,
+             "127.0.75.1-4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        scan_id = scan_id_from(scan)
+        progress = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and scan.poll() is None:
+            progress += [t for t in tasks().values() if t.get("state") == "PROGRESS"
+                         and t["name"].startswith(f"nsecluster.group {scan_id[:12]} #")]
+            time.sleep(0.3)
+        scan.communicate(timeout=60)
+        assert scan.returncode == 0
+        assert progress, "no group was seen in the PROGRESS state"
+        time.sleep(1)  # the last events reach Flower
+        mine = {t["name"]: t["state"] for t in tasks().values()
+                if scan_id[:12] in (t.get("name") or "")}
+        assert mine == {f"nsecluster.prerule {scan_id[:12]}": "SUCCESS",
+                        f"nsecluster.group {scan_id[:12]} #0": "SUCCESS",
+                        f"nsecluster.group {scan_id[:12]} #1": "SUCCESS",
+                        f"nsecluster.postrule {scan_id[:12]}": "SUCCESS"}
+    finally:
+        os.killpg(flower.pid, signal.SIGTERM)
+        flower.wait(timeout=20)

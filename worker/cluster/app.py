@@ -73,8 +73,46 @@ def _group_task(task, wire):
     job = _job(wire, GroupJob)
     state = process_state(task.app)
     state.use_scan(job.scan_id)
-    result = run_group(job, loop=state.loop, log=_engine_log)
+    progress = _Progress(task, state.loop, job)
+    try:
+        result = run_group(job, loop=state.loop, log=_engine_log, on_progress=progress.port_scan)
+    finally:
+        progress.stop()
     return to_wire(result)
+
+
+class _Progress:
+    """What Flower shows while a group runs: a custom PROGRESS state (in the result backend,
+    and as a task-progress event) with the port scan's share done, the script threads
+    running and the scripts they run, refreshed every second."""
+
+    EVERY_MS = 1000
+
+    def __init__(self, task, loop, job: GroupJob):
+        self.task, self.loop, self.job = task, loop, job
+        self.port_scan_done = 0.0
+        self.timer = loop.call_later(self.EVERY_MS, self.report)
+
+    def port_scan(self, done: int, total: int) -> None:
+        self.port_scan_done = done / total if total else 1.0
+
+    def report(self) -> None:
+        from worker.nse.stage import script_activity
+
+        threads, scripts = script_activity(self.job.scan_id)
+        meta = {"scan": self.job.scan_id, "group": self.job.group_index,
+                "hosts": len(self.job.targets),
+                "port_scan_done": round(self.port_scan_done, 3),
+                "threads": threads, "scripts": scripts[:20]}
+        try:
+            self.task.update_state(state="PROGRESS", meta=meta)
+            self.task.send_event("task-progress", **meta)
+        except Exception as exc:  # progress is best effort: the group goes on
+            log.warning("could not report progress: %s", exc)
+        self.timer = self.loop.call_later(self.EVERY_MS, self.report)
+
+    def stop(self) -> None:
+        self.timer.cancel()
 
 
 def _phase_task(task, wire):

@@ -91,3 +91,23 @@ def run_worker(argv: list[str], environ) -> int:
         options += ["-c", str(args.concurrency)]
     app.worker_main(options)
     return 0
+
+
+def run_flower(argv: list[str], environ) -> int:
+    """``nsecluster flower``: Flower on this cluster's broker, with deploy/flowerconfig.py's
+    settings."""
+    from worker.cluster.app import make_app
+
+    parser = _Parser(prog="nsecluster flower", description="Watch the cluster in Flower.")
+    parser.add_argument("--broker", metavar="URL", help=f"default: ${BROKER_VARIABLE}")
+    parser.add_argument("--address", default="127.0.0.1", metavar="ADDRESS")
+    parser.add_argument("--port", type=int, default=5555, metavar="PORT")
+    args = parser.parse_args(argv)
+    url = broker_url(args.broker, environ)
+    check_broker(url)
+    options = ["flower", f"--address={args.address}", f"--port={args.port}",
+               "--max_tasks=20000", "--purge_offline_workers=300"]
+    if environ.get("FLOWER_BASIC_AUTH"):
+        options.append(f"--basic_auth={environ['FLOWER_BASIC_AUTH']}")
+    make_app(url).start(options)
+    return 0

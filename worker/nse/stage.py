@@ -241,6 +241,15 @@ def stage_for(scan_id: str, options: ScanOptions, loop, log=None,
     return stage
 
 
+def script_activity(scan_id: str) -> tuple[int, list[str]]:
+    """(script threads running, the scripts they run) for scan ``scan_id`` in this process."""
+    stage = _stages.get(scan_id)
+    if stage is None:
+        return 0, []
+    threads = list(stage.engine.threads.values())
+    return len(threads), sorted({thread.script.id for thread in threads})
+
+
 def finish(scan_id: str) -> None:
     _stages.pop(scan_id, None)
 
