@@ -43,6 +43,7 @@ class ClusterRunner:
         self.client = None
         self.record: ScanRecord | None = None
         self._next_cancel_check = 0.0
+        self.group_queue = None  # None: the default queue
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.app = make_app(broker_url)
         self.window = 2
@@ -77,6 +78,23 @@ class ClusterRunner:
             # The pre-scan phase runs now: a worker that cannot select or load the scripts
             # stops the scan before any output is opened, as in the embedded default.
             self._prerule = self._phase("prerule", fatal=True)
+            if self._prerule is not None and self._prerule.raw_scripts:
+                self._route_to_privileged_workers(self._prerule.raw_scripts)
+
+    def _route_to_privileged_workers(self, scripts: list[str]) -> None:
+        """Host groups go to the raw queue, which only --privileged workers consume; with
+        none connected the scan stops now instead of waiting forever."""
+        from worker.cluster.app import RAW_QUEUE
+
+        queues = self.app.control.inspect(timeout=1.0).active_queues() or {}
+        if not any(q.get("name") == RAW_QUEUE for each in queues.values() for q in each):
+            self.record.finish("failed")
+            self._forget_scan()
+            raise UserError(f"this scan needs raw packets (script{'s' if len(scripts) > 1 else ''}"
+                            f" {', '.join(scripts)}) but no --privileged worker is connected to "
+                            f"{self.broker_url} (start one with: nsecluster worker --privileged "
+                            f"--broker {self.broker_url})")
+        self.group_queue = RAW_QUEUE
 
     def prerule(self) -> tuple[list[ScriptResult], list[str]]:
         result = self._prerule
@@ -111,7 +129,7 @@ class ClusterRunner:
                 sent = self._send(TASK_GROUP, GroupJob(self.scan_id, index, tuple(targets),
                                                        self.options),
                                   shadow=f"nsecluster.group {self.scan_id[:12]} #{index}",
-                                  **self._time_limits())
+                                  queue=self.group_queue, **self._time_limits())
                 pending[sent.id] = (index, targets, sent)
             if not pending:
                 return
@@ -144,10 +162,10 @@ class ClusterRunner:
                 raise ScanCancelled()
 
     # -- tasks ------------------------------------------------------------------------------
-    def _send(self, name: str, message, **options):
+    def _send(self, name: str, message, queue: str | None = None, **options):
         from worker.cluster.app import DEFAULT_QUEUE
 
-        sent = self.app.send_task(name, args=[to_wire(message)], queue=DEFAULT_QUEUE,
+        sent = self.app.send_task(name, args=[to_wire(message)], queue=queue or DEFAULT_QUEUE,
                                   **options)
         self._outstanding[sent.id] = sent
         self.record.sent(sent.id, group=isinstance(message, GroupJob))

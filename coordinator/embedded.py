@@ -45,7 +45,8 @@ class EmbeddedRunner:
         from worker.nse.stage import run_prerule
         from worker.nsock.loop import process_loop
 
-        return run_prerule(self.scan_id, self.options, process_loop(), self.log)
+        results, added, _ = run_prerule(self.scan_id, self.options, process_loop(), self.log)
+        return results, added
 
     def postrule(self) -> list[ScriptResult]:
         if self.options.scripts is None:

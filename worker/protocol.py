@@ -287,6 +287,7 @@ class PhaseResult:
     scripts: list[ScriptResult]
     new_targets: list[str] = field(default_factory=list)  # added by pre-scan scripts
     error: str | None = None  # the user's error that stopped the phase (e.g. no such script)
+    raw_scripts: list[str] = field(default_factory=list)  # selected scripts that open pcap/dnet
 
 
 # --------------------------------------------------------------------------------------------
@@ -330,7 +331,8 @@ def to_wire(message) -> dict:
     if isinstance(message, PhaseResult):
         return {"v": PROTOCOL_VERSION, "kind": "phase-result", "scan_id": message.scan_id,
                 "phase": message.phase, "scripts": _scripts_to_wire(message.scripts),
-                "new_targets": list(message.new_targets), "error": message.error}
+                "new_targets": list(message.new_targets), "error": message.error,
+                "raw_scripts": list(message.raw_scripts)}
     raise TypeError(f"not a protocol message: {type(message).__name__}")
 
 
@@ -364,7 +366,8 @@ def from_wire(wire: Any):
             return PhaseJob(scan_id, phase, _options_from_wire(reader.sub("options")))
         return PhaseResult(scan_id, phase, _scripts_from_wire(reader.list("scripts"), "scripts"),
                            _strings(reader.list("new_targets"), "new_targets"),
-                           reader.str("error", optional=True))
+                           reader.str("error", optional=True),
+                           _strings(reader.list("raw_scripts"), "raw_scripts"))
     raise ProtocolError(f"unknown message kind {kind!r}")
 
 

@@ -64,18 +64,31 @@ end
 """
 
 
+RAW_SCRIPT = """
+local nmap = require "nmap"
+description = "Makes a dnet handle (sends nothing): its host groups need a privileged worker."
+categories = {"safe"}
+hostrule = function() return true end
+action = function(host)
+  local dnet = nmap.new_dnet()
+  return dnet and "dnet handle"
+end
+"""
+
+
 class Workers:
     def __init__(self, datadir: Path, logs: Path):
         self.datadir, self.logs = datadir, logs
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, count: int = 2, concurrency: int = 2) -> None:
+    def start(self, count: int = 2, concurrency: int = 2, privileged: bool = False) -> None:
         for index in range(count):
             log = open(self.logs / f"worker{len(self.processes)}.log", "w")
             self.processes.append(subprocess.Popen(
                 [sys.executable, "-m", "coordinator.cli", "worker", "--broker", BROKER,
                  "--concurrency", str(concurrency), "--datadir", str(self.datadir),
-                 "--hostname", f"test{len(self.processes)}@%h"],
+                 "--hostname", f"test{len(self.processes)}@%h",
+                 *(["--privileged"] if privileged else [])],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                 env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True))
         deadline = time.monotonic() + 60
@@ -87,7 +100,7 @@ class Workers:
         raise AssertionError("workers did not start:\n" + self.log(0))
 
     def log(self, index: int) -> str:
-        paths = sorted(self.logs.glob("worker*.log"))
+        paths = sorted(self.logs.glob("worker*.log"), key=lambda p: int(p.stem[6:]))
         return paths[index].read_text() if paths else ""
 
     def stop(self) -> None:
@@ -109,7 +122,7 @@ def cluster(tmp_path_factory):
     datadir = tmp_path_factory.mktemp("worker-datadir")
     (datadir / "scripts").mkdir()
     for name, source in (("count-hosts", COUNTER_SCRIPT), ("slow-host", SLOW_SCRIPT),
-                         ("poison", POISON_SCRIPT)):
+                         ("poison", POISON_SCRIPT), ("raw-probe", RAW_SCRIPT)):
         (datadir / "scripts" / f"{name}.nse").write_text(source)
     workers = Workers(datadir, tmp_path_factory.mktemp("logs"))
     workers.start()
@@ -388,3 +401,27 @@ def test_flower_shows_the_scans_tasks_and_their_progress(cluster, tmp_path):
     finally:
         os.killpg(flower.pid, signal.SIGTERM)
         flower.wait(timeout=20)
+
+
+def test_raw_work_needs_a_privileged_worker_and_goes_only_to_one(cluster, tmp_path):
+    arguments = ["scan", "-n", "-Pn", "-p", "1", "--max-hostgroup", "2", "--script",
+                 "raw-probe", "--broker", BROKER, "127.0.76.1-6", "-oX", tmp_path / "out.xml"]
+    refused = run_nsecluster(*arguments)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"nsecluster: this scan needs raw packets (script raw-probe) but no --privileged "
+        f"worker is connected to {BROKER} (start one with: nsecluster worker --privileged "
+        f"--broker {BROKER})")
+    assert not (tmp_path / "out.xml").exists()  # stopped before any output was opened
+
+    cluster.start(count=1, privileged=True)  # worker 2: we are root, raw sockets work
+    done = run_nsecluster(*arguments)
+    assert done.returncode == 0, done.stderr
+    scan_id = done.stderr.split("nsecluster: scan ", 1)[1][:12]
+    result = xml_hosts(tmp_path / "out.xml")
+    assert len(result["hosts"]) == 6
+    assert all(scripts == [("raw-probe", "dnet handle")]
+               for _, _, scripts in result["hosts"].values())
+    groups = f"nsecluster.group {scan_id} #"
+    assert cluster.log(2).count(groups) >= 3  # every group (received, succeeded)
+    assert groups not in cluster.log(0) and groups not in cluster.log(1)

@@ -122,13 +122,14 @@ def _phase_task(task, wire):
     state = process_state(task.app)
     state.use_scan(job.scan_id)
     try:
+        raw = []
         if job.phase == "prerule":
-            scripts, added = run_prerule(job.scan_id, job.options, state.loop, _engine_log)
+            scripts, added, raw = run_prerule(job.scan_id, job.options, state.loop, _engine_log)
         else:
             scripts, added = run_postrule(job.scan_id, job.options, state.loop, _engine_log), []
     except UserError as exc:  # e.g. a script name that matches nothing here: the user's
         return to_wire(PhaseResult(job.scan_id, job.phase, [], [], error=str(exc)))
-    return to_wire(PhaseResult(job.scan_id, job.phase, scripts, added))
+    return to_wire(PhaseResult(job.scan_id, job.phase, scripts, added, raw_scripts=raw))
 
 
 def _engine_log(line: str) -> None:

@@ -9,6 +9,7 @@ from phase to phase exactly as in Nmap.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +33,8 @@ def _bundled(name: str) -> Path:
 
 
 BUNDLED_SCRIPTS = _bundled("scripts")
+# The raw-packet API (nse-spec §6.2): used directly by a script, it needs privilege.
+_RAW_API = re.compile(r"\b(pcap_open|new_dnet|ethernet_open|ip_open)\b")
 BUNDLED_NSELIB = _bundled("nselib")
 
 
@@ -149,6 +152,19 @@ class ScriptStage:
         if options.verbosity or options.debugging:
             engine.log(f"NSE: Loaded {len(self.scripts)} scripts for scanning.")
 
+    def raw_scripts(self) -> list[str]:
+        """The selected scripts that open pcap captures or dnet handles: in a cluster their
+        host groups go to privileged workers."""
+        found = []
+        for script in self.scripts:
+            try:
+                source = Path(script.path).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            if _RAW_API.search(source):
+                found.append(script.id)
+        return sorted(found)
+
     def prerule(self) -> list[ScriptResult]:
         if not self.options.scripts.script_scan:
             return []
@@ -255,11 +271,11 @@ def finish(scan_id: str) -> None:
 
 
 def run_prerule(scan_id: str, options: ScanOptions, loop, log=None):
-    """The pre-scan phase: (results, targets its scripts added)."""
+    """The pre-scan phase: (results, targets its scripts added, scripts needing raw access)."""
     stage = stage_for(scan_id, options, loop, log)
     if stage is None:
-        return [], []
-    return stage.prerule(), stage.take_new_targets()
+        return [], [], []
+    return stage.prerule(), stage.take_new_targets(), stage.raw_scripts()
 
 
 def run_postrule(scan_id: str, options: ScanOptions, loop, log=None) -> list[ScriptResult]:
