@@ -8,6 +8,7 @@ out at a time, enough to keep every worker process busy.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -31,6 +32,11 @@ _POLL_S = 0.02
 
 class ScanCancelled(KeyboardInterrupt):
     """`nsecluster cancel` from another shell: the scan stops as on Ctrl-C."""
+
+
+class BrokerLost(UserError):
+    """Redis went away or restarted (losing its queues): the scan stops; every host already
+    written is complete, and no partial host is written."""
 
 
 class ClusterRunner:
@@ -60,6 +66,7 @@ class ClusterRunner:
             self.client = redis.Redis.from_url(self.broker_url, socket_connect_timeout=5,
                                                socket_timeout=30)
             self.client.ping()
+            self.broker_run = self.client.info("server")["run_id"]
         except (redis.RedisError, ValueError) as exc:
             raise UserError(f"cannot reach the broker at {self.broker_url}: {exc}") from None
         stats = self.app.control.inspect(timeout=1.0).stats() or {}
@@ -107,12 +114,17 @@ class ClusterRunner:
             result = self._phase("postrule")
             return result.scripts if result else []
         finally:
-            self._forget_scan()
-            self.record.finish("failed" if self.failures else "done")
+            with self._broker_errors():
+                self._forget_scan()
+                self.record.finish("failed" if self.failures else "done")
 
     def run_groups(self, groups, on_start, on_progress=None):
         """Send ``groups`` ((index, targets) pairs, read lazily) and yield each GroupResult as
         it finishes, in the order they finish."""
+        with self._broker_errors():
+            yield from self._run_groups(groups, on_start)
+
+    def _run_groups(self, groups, on_start):
         from worker.cluster.app import TASK_GROUP
 
         pending: dict[str, tuple[int, tuple, object]] = {}
@@ -152,14 +164,32 @@ class ClusterRunner:
             self.record.finish("cancelled" if cancelled else "interrupted")
 
     def _wait_a_little(self) -> None:
-        """Sleep one poll; about twice a second, see whether the scan was cancelled."""
+        """Sleep one poll; about twice a second, see whether the scan was cancelled and
+        whether Redis is still the one the scan started on."""
         time.sleep(_POLL_S)
         now = time.monotonic()
-        if now >= self._next_cancel_check:
-            self._next_cancel_check = now + 0.5
+        if now < self._next_cancel_check:
+            return
+        self._next_cancel_check = now + 0.5
+        with self._broker_errors():
+            if self.client.info("server")["run_id"] != self.broker_run:
+                raise BrokerLost(f"the broker at {self.broker_url} restarted during the scan "
+                                 "and its queues were lost; the scan stopped (every host "
+                                 "reported is complete)")
             if self.record.cancel_requested():
                 self.log(f"nsecluster: scan {self.scan_id} cancelled")
                 raise ScanCancelled()
+
+    @contextlib.contextmanager
+    def _broker_errors(self):
+        import kombu.exceptions
+        import redis
+
+        try:
+            yield
+        except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+            raise BrokerLost(f"lost the broker at {self.broker_url} ({exc}); the scan stopped "
+                             "(every host reported is complete)") from None
 
     # -- tasks ------------------------------------------------------------------------------
     def _send(self, name: str, message, queue: str | None = None, **options):
@@ -207,6 +237,10 @@ class ClusterRunner:
 
     def _phase(self, phase: str, fatal: bool = False) -> PhaseResult | None:
         """Run one script phase; with ``fatal``, the user's error stops the scan."""
+        with self._broker_errors():
+            return self._run_phase(phase, fatal)
+
+    def _run_phase(self, phase: str, fatal: bool) -> PhaseResult | None:
         from worker.cluster.app import TASK_PHASE
 
         sent = self._send(TASK_PHASE, PhaseJob(self.scan_id, phase, self.options),

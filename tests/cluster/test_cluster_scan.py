@@ -77,15 +77,15 @@ end
 
 
 class Workers:
-    def __init__(self, datadir: Path, logs: Path):
-        self.datadir, self.logs = datadir, logs
+    def __init__(self, datadir: Path, logs: Path, broker: str = BROKER):
+        self.datadir, self.logs, self.broker = datadir, logs, broker
         self.processes: list[subprocess.Popen] = []
 
     def start(self, count: int = 2, concurrency: int = 2, privileged: bool = False) -> None:
         for index in range(count):
             log = open(self.logs / f"worker{len(self.processes)}.log", "w")
             self.processes.append(subprocess.Popen(
-                [sys.executable, "-m", "coordinator.cli", "worker", "--broker", BROKER,
+                [sys.executable, "-m", "coordinator.cli", "worker", "--broker", self.broker,
                  "--concurrency", str(concurrency), "--datadir", str(self.datadir),
                  "--hostname", f"test{len(self.processes)}@%h",
                  *(["--privileged"] if privileged else [])],
@@ -425,3 +425,64 @@ def test_raw_work_needs_a_privileged_worker_and_goes_only_to_one(cluster, tmp_pa
     groups = f"nsecluster.group {scan_id} #"
     assert cluster.log(2).count(groups) >= 3  # every group (received, succeeded)
     assert groups not in cluster.log(0) and groups not in cluster.log(1)
+
+
+def test_a_redis_restart_mid_scan_stops_it_with_a_clear_message(tmp_path):
+    """Redis without persistence loses its queues on a restart: the coordinator notices and
+    stops; every host it wrote is complete."""
+    from conftest import free_port
+
+    port = free_port("127.0.0.1")
+    broker = f"redis://127.0.0.1:{port}/0"
+
+    def start_redis():
+        return subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port),
+                                 "--save", "", "--appendonly", "no"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_for_redis():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis.from_url(broker).ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.1)
+        raise AssertionError("redis did not start")
+
+    server = start_redis()
+    wait_for_redis()
+    datadir = tmp_path / "datadir"
+    (datadir / "scripts").mkdir(parents=True)
+    (datadir / "scripts" / "slow-host.nse").write_text(SLOW_SCRIPT)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    workers = Workers(datadir, logs, broker)
+    try:
+        workers.start(count=1)
+        scan = subprocess.Popen(
+            [sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
+             "--max-hostgroup", "1", "--script", "slow-host", "--broker", broker,
+             "127.0.77.1-10", "-oX", str(tmp_path / "out.xml")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and workers.log(0).count("succeeded") < 3:
+            time.sleep(0.1)  # the pre-scan phase and two groups are done
+        server.kill()
+        server.wait(timeout=10)
+        server = start_redis()
+        _, err = scan.communicate(timeout=60)
+        assert scan.returncode == 1, err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"nsecluster: the broker at {broker} restarted during the scan") \
+            or last.startswith(f"nsecluster: lost the broker at {broker}"), err
+        assert "Traceback" not in err
+        result = xml_hosts(tmp_path / "out.xml")  # complete XML, finished hosts only
+        assert 1 <= len(result["hosts"]) < 10
+        assert all(scripts == [("slow-host", "slept")] for _, _, scripts in
+                   result["hosts"].values())
+    finally:
+        workers.stop()
+        server.kill()
+        server.wait(timeout=10)
