@@ -81,14 +81,15 @@ class Workers:
         self.datadir, self.logs, self.broker = datadir, logs, broker
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, count: int = 2, concurrency: int = 2, privileged: bool = False) -> None:
+    def start(self, count: int = 2, concurrency: int = 2, privileged: bool = False,
+              extra=()) -> None:
         for index in range(count):
             log = open(self.logs / f"worker{len(self.processes)}.log", "w")
             self.processes.append(subprocess.Popen(
                 [sys.executable, "-m", "coordinator.cli", "worker", "--broker", self.broker,
                  "--concurrency", str(concurrency), "--datadir", str(self.datadir),
                  "--hostname", f"test{len(self.processes)}@%h",
-                 *(["--privileged"] if privileged else [])],
+                 *(["--privileged"] if privileged else []), *extra],
                 stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
                 env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True))
         deadline = time.monotonic() + 60
@@ -486,3 +487,41 @@ def test_a_redis_restart_mid_scan_stops_it_with_a_clear_message(tmp_path):
         workers.stop()
         server.kill()
         server.wait(timeout=10)
+
+
+def test_a_whole_worker_killed_mid_group_has_its_groups_taken_by_another(tmp_path):
+    """SIGKILL to a worker and all its processes: nobody is left to requeue its tasks, so
+    they come back after the visibility timeout and the other worker runs them."""
+    broker = "redis://127.0.0.1:6379/9"
+    client = redis.Redis.from_url(broker)
+    client.flushdb()
+    datadir = tmp_path / "datadir"
+    (datadir / "scripts").mkdir(parents=True)
+    (datadir / "scripts" / "slow-host.nse").write_text(SLOW_SCRIPT)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    workers = Workers(datadir, logs, broker)
+    try:
+        workers.start(count=2, extra=["--visibility-timeout", "4"])
+        scan = subprocess.Popen(
+            [sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
+             "--max-hostgroup", "1", "--script", "slow-host", "--broker", broker,
+             "127.0.78.1-8", "-oX", str(tmp_path / "out.xml")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)})
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "nsecluster.group" not in workers.log(0):
+            time.sleep(0.1)
+        time.sleep(0.5)  # mid-group
+        os.killpg(workers.processes[0].pid, signal.SIGKILL)
+        _, err = scan.communicate(timeout=120)
+        assert scan.returncode == 0, err
+        addresses = reported_addresses(tmp_path / "out.xml")
+        assert sorted(addresses) == sorted(f"127.0.78.{n}" for n in range(1, 9))  # each once
+        result = xml_hosts(tmp_path / "out.xml")
+        assert all(scripts == [("slow-host", "slept")] for _, _, scripts in
+                   result["hosts"].values())
+    finally:
+        workers.stop()
+        client.flushdb()
+        client.close()

@@ -29,7 +29,10 @@ MAX_RETRIES_ON_WORKER_LOSS = 2  # a group that kills its worker this often is a 
 log = logging.getLogger("nsecluster.cluster")
 
 
-def make_app(broker_url: str) -> Celery:
+def make_app(broker_url: str, visibility_timeout_s: int = 3600) -> Celery:
+    """``visibility_timeout_s``: a task taken by a worker that vanished (killed with its
+    processes, machine lost) returns to the queue this long after it was taken. It must
+    exceed the longest host group's run time, or a slow group also runs a second time."""
     app = Celery("nsecluster", broker=broker_url, backend=broker_url, set_as_current=False)
     app.conf.update(
         task_serializer="msgpack", result_serializer="msgpack",
@@ -40,7 +43,9 @@ def make_app(broker_url: str) -> Celery:
         task_default_queue=DEFAULT_QUEUE,
         task_queues=[Queue(DEFAULT_QUEUE), Queue(RAW_QUEUE)],
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        broker_transport_options={"visibility_timeout": visibility_timeout_s,
+                                  "unacked_restore_interval": 10,
+                                  "unacked_restore_throttle": 1},
         result_expires=86400, worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
     )

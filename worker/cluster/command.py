@@ -33,6 +33,10 @@ def build_worker_parser() -> argparse.ArgumentParser:
                         help="this worker's Nmap data directory (scripts, nselib, data files)")
     parser.add_argument("--hostname", "-n", metavar="NAME",
                         help="the worker's node name (default: nsecluster-PID@HOST)")
+    parser.add_argument("--visibility-timeout", type=int, default=3600, metavar="SECONDS",
+                        help="a host group taken by a worker that vanished runs again after "
+                             "this long; keep it above your longest group's run time "
+                             "(default 3600)")
     parser.add_argument("--loglevel", "-l", default="INFO", metavar="LEVEL")
     return parser
 
@@ -75,6 +79,8 @@ def run_worker(argv: list[str], environ) -> int:
     url = broker_url(args.broker, environ)
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency requires a positive integer")
+    if args.visibility_timeout < 1:
+        raise UsageError("--visibility-timeout requires a positive number of seconds")
     if args.datadir is not None and not os.path.isdir(args.datadir):
         raise UserError(f"--datadir {args.datadir}: no such directory")
     check_broker(url)
@@ -84,7 +90,7 @@ def run_worker(argv: list[str], environ) -> int:
     if RAW_QUEUE in queues.split(",") and not args.privileged:
         raise UserError(f"queue '{RAW_QUEUE}' is for --privileged workers")
     stage.confine_to_worker_dirs(args.datadir)  # inherited by the forked worker processes
-    app = make_app(url)
+    app = make_app(url, visibility_timeout_s=args.visibility_timeout)
     options = ["worker", "-Q", queues, "-n", args.hostname or f"nsecluster-{os.getpid()}@%h",
                "--loglevel", args.loglevel, "-E"]
     if args.concurrency:
