@@ -264,5 +264,18 @@ def _silence_stdout() -> None:
         pass
 
 
+def run() -> None:
+    """The console entry point: ``main``, then a direct exit once every output is flushed.
+    Skipping the interpreter's final clean-up matters: lupa's Lua objects may be freed after
+    their Lua state there, which can crash a finished scan on its way out."""
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -191,18 +191,23 @@ def test_registry_and_mutex_hold_across_workers(cluster, tmp_path):
     client.close()
 
 
+def slow_scan(targets: str, group_size: int, broker: str = BROKER, xml: Path | None = None):
+    """A background cluster scan running slow-host (1.5 s a host) over ``targets``."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
+         "--max-hostgroup", str(group_size), "--script", "slow-host", "--broker", broker,
+         targets, *(["-oX", str(xml)] if xml else [])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
 def reported_addresses(path: Path) -> list[str]:
     return [h.find("address").get("addr") for h in ET.parse(path).getroot().iter("host")]
 
 
 def test_killed_worker_processes_have_their_groups_run_again(cluster, tmp_path):
     seen = len(cluster.log(0))
-    scan = subprocess.Popen(
-        [sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
-         "--max-hostgroup", "2", "--script", "slow-host", "--broker", BROKER,
-         "127.0.72.1-12", "-oX", str(tmp_path / "out.xml")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+    scan = slow_scan("127.0.72.1-12", 2, xml=tmp_path / "out.xml")
     main = cluster.processes[0].pid
     children: list[int] = []
     deadline = time.monotonic() + 30
@@ -318,12 +323,7 @@ def scan_id_from(process: subprocess.Popen, limit_s: float = 30) -> str:
 
 
 def test_status_and_cancel_from_another_shell(cluster, tmp_path):
-    scan = subprocess.Popen(
-        [sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
-         "--max-hostgroup", "1", "--script", "slow-host", "--broker", BROKER,
-         "127.0.74.1-16", "-oX", str(tmp_path / "out.xml")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+    scan = slow_scan("127.0.74.1-16", 1, xml=tmp_path / "out.xml")
     scan_id = scan_id_from(scan)
     status = run_nsecluster("status", scan_id, "--broker", BROKER)
     assert status.returncode == 0, status.stderr
@@ -366,22 +366,24 @@ def test_flower_shows_the_scans_tasks_and_their_progress(cluster, tmp_path):
         env={**os.environ, "PYTHONPATH": str(REPO), "FLOWER_UNAUTHENTICATED_API": "true"},
         start_new_session=True)
 
-    def tasks() -> dict:
+    def api(path: str) -> dict:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/tasks", timeout=5) as reply:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/{path}",
+                                        timeout=5) as reply:
                 return json.load(reply)
-        except OSError:
+        except (OSError, ValueError):
             return {}
+
+    def tasks() -> dict:
+        return api("tasks")
 
     try:
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not tasks() and flower.poll() is None:
-            time.sleep(0.3)  # Flower is up once it lists the earlier tests' tasks
-        scan = subprocess.Popen(
-            [sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
-             "--max-hostgroup", "2", "--script", "slow-host", "--broker", BROKER,
-             "127.0.75.1-4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+        while time.monotonic() < deadline and flower.poll() is None and \
+                len(api("workers?refresh=1")) < 2:
+            time.sleep(0.3)  # Flower is up once it sees the workers
+        time.sleep(1)  # and its event receiver has started
+        scan = slow_scan("127.0.75.1-4", 2)
         scan_id = scan_id_from(scan)
         progress = []
         deadline = time.monotonic() + 30
@@ -392,13 +394,18 @@ def test_flower_shows_the_scans_tasks_and_their_progress(cluster, tmp_path):
         scan.communicate(timeout=60)
         assert scan.returncode == 0
         assert progress, "no group was seen in the PROGRESS state"
-        time.sleep(1)  # the last events reach Flower
-        mine = {t["name"]: t["state"] for t in tasks().values()
-                if scan_id[:12] in (t.get("name") or "")}
-        assert mine == {f"nsecluster.prerule {scan_id[:12]}": "SUCCESS",
-                        f"nsecluster.group {scan_id[:12]} #0": "SUCCESS",
-                        f"nsecluster.group {scan_id[:12]} #1": "SUCCESS",
-                        f"nsecluster.postrule {scan_id[:12]}": "SUCCESS"}
+        expected = {f"nsecluster.prerule {scan_id[:12]}": "SUCCESS",
+                    f"nsecluster.group {scan_id[:12]} #0": "SUCCESS",
+                    f"nsecluster.group {scan_id[:12]} #1": "SUCCESS",
+                    f"nsecluster.postrule {scan_id[:12]}": "SUCCESS"}
+        deadline = time.monotonic() + 15
+        while True:  # the last events reach Flower
+            mine = {t["name"]: t["state"] for t in tasks().values()
+                    if scan_id[:12] in (t.get("name") or "")}
+            if mine == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert mine == expected
     finally:
         os.killpg(flower.pid, signal.SIGTERM)
         flower.wait(timeout=20)
@@ -461,12 +468,7 @@ def test_a_redis_restart_mid_scan_stops_it_with_a_clear_message(tmp_path):
     workers = Workers(datadir, logs, broker)
     try:
         workers.start(count=1)
-        scan = subprocess.Popen(
-            [sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
-             "--max-hostgroup", "1", "--script", "slow-host", "--broker", broker,
-             "127.0.77.1-10", "-oX", str(tmp_path / "out.xml")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)})
+        scan = slow_scan("127.0.77.1-10", 1, broker, xml=tmp_path / "out.xml")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and workers.log(0).count("succeeded") < 3:
             time.sleep(0.1)  # the pre-scan phase and two groups are done
@@ -503,12 +505,7 @@ def test_a_whole_worker_killed_mid_group_has_its_groups_taken_by_another(tmp_pat
     workers = Workers(datadir, logs, broker)
     try:
         workers.start(count=2, extra=["--visibility-timeout", "4"])
-        scan = subprocess.Popen(
-            [sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
-             "--max-hostgroup", "1", "--script", "slow-host", "--broker", broker,
-             "127.0.78.1-8", "-oX", str(tmp_path / "out.xml")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)})
+        scan = slow_scan("127.0.78.1-8", 1, broker, xml=tmp_path / "out.xml")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and "nsecluster.group" not in workers.log(0):
             time.sleep(0.1)
@@ -525,3 +522,22 @@ def test_a_whole_worker_killed_mid_group_has_its_groups_taken_by_another(tmp_pat
         workers.stop()
         client.flushdb()
         client.close()
+
+
+def test_ctrl_c_revokes_the_scans_outstanding_tasks(cluster, tmp_path):
+    scan = slow_scan("127.0.79.1-20", 1, xml=tmp_path / "out.xml")
+    scan_id = scan_id_from(scan)
+    time.sleep(1.0)  # groups are queued and running
+    scan.send_signal(signal.SIGINT)
+    scan.communicate(timeout=60)
+    assert scan.returncode == 130
+    status = run_nsecluster("status", scan_id, "--broker", BROKER)
+    assert status.stdout.startswith(f"scan {scan_id}: interrupted\n")
+    assert "tasks outstanding: 0" in status.stdout
+    logs = "".join(cluster.log(i) for i in range(len(cluster.processes)))
+    assert "revoked" in logs.lower()
+    time.sleep(3)  # nothing of the scan runs on: no group of it starts after the revoke
+    later = "".join(cluster.log(i) for i in range(len(cluster.processes)))
+    assert later.count(f"nsecluster.group {scan_id[:12]}") == logs.count(
+        f"nsecluster.group {scan_id[:12]}")
+    assert len(reported_addresses(tmp_path / "out.xml")) < 20
