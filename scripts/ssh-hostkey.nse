@@ -65,7 +65,7 @@ machine under several addresses, or machines cloned from one image.
 --       <code>ssh-hostkey.known-hosts</code> is set).
 
 author = "nsecluster"
-license = "Same as Nmap--See https://nmap.org/book/man-legal.html"
+license = "Same as nsecluster"
 categories = {"safe", "default", "discovery"}
 
 -- The SSH-2 host key types asked for, in order (one connection each).

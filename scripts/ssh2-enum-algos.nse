@@ -60,7 +60,7 @@ server-to-client lists are shown separately.
 -- </table>
 
 author = "nsecluster"
-license = "Same as Nmap--See https://nmap.org/book/man-legal.html"
+license = "Same as nsecluster"
 categories = {"safe", "discovery"}
 
 portrule = shortport.port_or_service(22, "ssh")

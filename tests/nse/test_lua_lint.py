@@ -16,6 +16,11 @@ STANDARD = {"_G", "assert", "collectgarbage", "coroutine", "debug", "error", "ge
             "setmetatable", "string", "table", "tonumber", "tostring", "type", "utf8",
             "xpcall", "nmap"}
 GLOBAL_ACCESS = re.compile(r'[GS]ETTABUP\s.*;\s*_ENV\s+"(\w+)"')
+SCRIPTS = sorted((REPO / "scripts").glob("*.nse"))
+# What a script defines for the engine and what the engine gives it (nse-spec §1.2).
+SCRIPT_GLOBALS = {"description", "author", "license", "categories", "dependencies",
+                  "portrule", "hostrule", "prerule", "postrule", "action", "SCRIPT_NAME",
+                  "SCRIPT_TYPE", "SCRIPT_PATH"}
 
 
 def luac() -> str:
@@ -25,9 +30,20 @@ def luac() -> str:
     return path
 
 
-@pytest.mark.parametrize("path", LUA_FILES, ids=lambda p: p.name)
-def test_compiles_and_uses_only_standard_globals(path):
+def globals_of(path: Path) -> set[str]:
     listing = subprocess.run([luac(), "-l", "-l", "-p", str(path)], capture_output=True,
                              text=True, check=True).stdout
-    names = set(GLOBAL_ACCESS.findall(listing))
+    return set(GLOBAL_ACCESS.findall(listing))
+
+
+@pytest.mark.parametrize("path", LUA_FILES, ids=lambda p: p.name)
+def test_compiles_and_uses_only_standard_globals(path):
+    names = globals_of(path)
     assert names <= STANDARD, f"{path.name} reaches undeclared globals: {names - STANDARD}"
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.name)
+def test_bundled_scripts_use_only_standard_and_script_globals(path):
+    names = globals_of(path)
+    allowed = STANDARD | SCRIPT_GLOBALS
+    assert names <= allowed, f"{path.name} reaches undeclared globals: {names - allowed}"
