@@ -180,6 +180,18 @@ def test_set_port_version_records_and_validates(tmp_path):
     assert (services[23].name, services[23].conf) == ("telnet", 8)
 
 
+def test_set_port_version_stores_non_printable_bytes_as_dots_like_nmap(tmp_path):
+    result = host(ports=[(22, "open")])
+    action_output(tmp_path, """
+        port.version.name = "x"
+        port.version.product = "a\\nb\\tc\\1d\\127e\\200f"
+        port.version.version = "1\\r\\n2"
+        nmap.set_port_version(host, port, "hardmatched")
+        return "ok" """, result=result)
+    service = result.ports[0].service
+    assert (service.product, service.version) == ("a.b.c.d.e.f", "1..2")  # as nmap 7.93 stores
+
+
 def test_get_ports_walks_a_state_in_port_order(tmp_path):
     from worker.protocol import PortRun
     result = host(ports=[(22, "open"), (443, "open"), (80, "open")])

@@ -48,7 +48,8 @@ TIMEOUT, ERROR, EOF, CANCELLED, KILL = "TIMEOUT", "ERROR", "EOF", "CANCELLED", "
 RESOLVE = "RESOLVE"  # status of a name that did not resolve; value: the resolver's message
 UNKNOWN_PROTOCOL = "unknown protocol"  # get_info's text for an endpoint it cannot tell
 DEFAULT_TIMEOUT_MS = 30000
-CHUNK = 8192  # most bytes one TCP read returns
+CHUNK = 8192  # bytes asked of the kernel at a time
+DRAIN_LIMIT = 1 << 20  # most bytes one satisfied read returns
 _DATAGRAM = 65535
 
 Callback = Callable[[str | None, object], None]
@@ -600,11 +601,28 @@ class NsockSocket:
                 break
             op.data += chunk
             if op.want(op.data) or (self.proto == "udp" and op.payload):
+                if len(chunk) == CHUNK and self.proto != "udp":
+                    self._drain_into(op)
                 self._read_done(op, None)
                 break
             if not (self.is_ssl and self._sock.pending()):
                 break  # wait for the next readiness
         self._update_watch()
+
+    def _drain_into(self, op: Op) -> None:
+        """A satisfied read also takes what has already arrived, up to DRAIN_LIMIT bytes, as
+        Nmap's does: a burst larger than one chunk comes back in one piece."""
+        while len(op.data) < DRAIN_LIMIT:
+            try:
+                chunk = self._sock.recv(CHUNK)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                    ssl.SSLWantWriteError, ssl.SSLZeroReturnError, ssl.SSLEOFError,
+                    OSError, ValueError):
+                return  # nothing more now; the next read meets any error itself
+            if not chunk:
+                self._eof = True
+                return
+            op.data += chunk
 
     def _read_done(self, op: Op, status: str | None) -> None:
         """End read ``op``: success, or ``status`` (TIMEOUT/EOF/ERROR) with partial data

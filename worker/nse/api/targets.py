@@ -12,6 +12,8 @@ STATES = ("open", "filtered", "unfiltered", "closed", "open|filtered", "closed|f
 PROBESTATES = ("hardmatched", "softmatched", "nomatch", "tcpwrapped", "incomplete")
 
 
+_PRINTABLE = bytes(b if 0x20 <= b < 0x7f else 0x2E for b in range(256))
+
 def register(engine) -> dict:
     def profile():
         thread = engine.current
@@ -93,6 +95,12 @@ def register(engine) -> dict:
         found.state, found.reason, found.reason_ttl = text(state), "script-set", 0
         return NOTHING
 
+    def printable(value) -> str:
+        """As Nmap stores version fields: each byte outside printable ASCII becomes '.'."""
+        if not isinstance(value, bytes):
+            return text(value)
+        return value.translate(_PRINTABLE).decode("ascii")
+
     @lua_api
     def set_port_version(host, port, probestate=b"hardmatched"):
         context = find_host(host, "set_port_version")
@@ -109,7 +117,7 @@ def register(engine) -> dict:
                     "devicetype", "service_fp", "service_tunnel"):
             value = version[key.encode()]
             if value is not None:
-                fields[key] = text(value)
+                fields[key] = printable(value)
         if fields.get("service_tunnel") not in (None, "none", "ssl"):
             raise ScriptError("bad argument #2 to 'set_port_version' (invalid value for "
                               "port.version.service_tunnel)")
