@@ -395,6 +395,8 @@ def test_flower_shows_the_scans_tasks_and_their_progress(cluster, tmp_path):
         scan.communicate(timeout=60)
         assert scan.returncode == 0
         assert progress, "no group was seen in the PROGRESS state"
+        assert any(t.get("result") == "scripts: 0/2 hosts done, port scan 100%, 2 script "
+                   "threads (slow-host)" for t in progress), [t.get("result") for t in progress]
         expected = {f"nsecluster.prerule {scan_id[:12]}": "SUCCESS",
                     f"nsecluster.group {scan_id[:12]} #0": "SUCCESS",
                     f"nsecluster.group {scan_id[:12]} #1": "SUCCESS",

@@ -88,8 +88,8 @@ def _group_task(task, wire):
 
 class _Progress:
     """What Flower shows while a group runs: a custom PROGRESS state (in the result backend,
-    and as a task-progress event) with the port scan's share done, the script threads
-    running and the scripts they run, refreshed every second."""
+    and as a task-progress event) with the port scan's share done, the hosts whose scripts
+    are done, the script threads running and the scripts they run, every second."""
 
     EVERY_MS = 1000
 
@@ -104,14 +104,23 @@ class _Progress:
     def report(self) -> None:
         from worker.nse.stage import script_activity
 
-        threads, scripts = script_activity(self.job.scan_id)
-        meta = {"scan": self.job.scan_id, "group": self.job.group_index,
-                "hosts": len(self.job.targets),
+        threads, scripts, busy_hosts = script_activity(self.job.scan_id)
+        if threads:
+            self.port_scan_done = 1.0  # scripts run after the port scan
+        hosts = len(self.job.targets)
+        meta = {"scan": self.job.scan_id, "group": self.job.group_index, "hosts": hosts,
+                "phase": "scripts" if threads else "scan",
                 "port_scan_done": round(self.port_scan_done, 3),
+                "hosts_done": hosts - busy_hosts if threads else 0,
                 "threads": threads, "scripts": scripts[:20]}
+        # Flower lists only Celery's own task fields: the summary rides in "result" until
+        # the real result replaces it.
+        summary = (f"{meta['phase']}: {meta['hosts_done']}/{hosts} hosts done, "
+                   f"port scan {meta['port_scan_done']:.0%}, {threads} script threads"
+                   + (f" ({', '.join(scripts[:5])})" if scripts else ""))
         try:
             self.task.update_state(state="PROGRESS", meta=meta)
-            self.task.send_event("task-progress", **meta)
+            self.task.send_event("task-progress", result=summary, **meta)
         except Exception as exc:  # progress is best effort: the group goes on
             log.warning("could not report progress: %s", exc)
         self.timer = self.loop.call_later(self.EVERY_MS, self.report)

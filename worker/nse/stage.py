@@ -257,13 +257,15 @@ def stage_for(scan_id: str, options: ScanOptions, loop, log=None,
     return stage
 
 
-def script_activity(scan_id: str) -> tuple[int, list[str]]:
-    """(script threads running, the scripts they run) for scan ``scan_id`` in this process."""
+def script_activity(scan_id: str) -> tuple[int, list[str], int]:
+    """(script threads running, the scripts they run, the hosts they run against) for scan
+    ``scan_id`` in this process."""
     stage = _stages.get(scan_id)
     if stage is None:
-        return 0, []
+        return 0, [], 0
     threads = list(stage.engine.threads.values())
-    return len(threads), sorted({thread.script.id for thread in threads})
+    hosts = {thread.host.address for thread in threads if thread.host is not None}
+    return len(threads), sorted({thread.script.id for thread in threads}), len(hosts)
 
 
 def finish(scan_id: str) -> None:
