@@ -15,17 +15,25 @@ from worker.errors import UserError
 
 
 def run_script_updatedb(args, environ: dict) -> int:
-    from worker.nse.engine import Engine
-    from worker.nse.scriptdb import ScriptEntry, format_script_db
-    from worker.nse.scripts import ScriptLoadError, load_script
     from worker.nse.stage import ScriptSearch
-    from worker.nsock.loop import EventLoop
 
     search = ScriptSearch(args.datadir, environ)
     directory = next((d for d in search.script_dirs() if d.is_dir()), None)
     if directory is None:
         raise UserError("no scripts directory to update")
     print("NSE: Updating rule database.")
+    _write_atomically(directory / "script.db", script_db_text(directory, search))
+    print("NSE: Script Database updated successfully.")
+    return 0
+
+
+def script_db_text(directory: Path, search) -> str:
+    """script.db for the *.nse files directly in ``directory``, loaded for their categories."""
+    from worker.nse.engine import Engine
+    from worker.nse.scriptdb import ScriptEntry, format_script_db
+    from worker.nse.scripts import ScriptLoadError, load_script
+    from worker.nsock.loop import EventLoop
+
     messages: list[str] = []
     engine = Engine(EventLoop(), log=messages.append, datapath=search.datapath,
                     nselib_dirs=search.nselib_dirs())
@@ -40,9 +48,7 @@ def run_script_updatedb(args, environ: dict) -> int:
             raise UserError(f"script database not updated: {exc}") from None
         if script is not None:
             entries.append(ScriptEntry(path.name, tuple(script.categories)))
-    _write_atomically(directory / "script.db", format_script_db(entries))
-    print("NSE: Script Database updated successfully.")
-    return 0
+    return format_script_db(entries)
 
 
 def _write_atomically(path: Path, text: str) -> None:
