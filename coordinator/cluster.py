@@ -53,6 +53,7 @@ class ClusterRunner:
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.app = make_app(broker_url)
         self.window = 2
+        self.workers: list[dict] = []  # connected workers: node, queues, concurrency
         self.failures = 0
         self._outstanding: dict[str, object] = {}  # task id -> AsyncResult
         self._prerule: PhaseResult | None = None
@@ -69,17 +70,18 @@ class ClusterRunner:
             self.broker_run = self.client.info("server")["run_id"]
         except (redis.RedisError, ValueError) as exc:
             raise UserError(f"cannot reach the broker at {self.broker_url}: {exc}") from None
-        stats = self.app.control.inspect(timeout=1.0).stats() or {}
-        if not stats:
+        from worker.cluster.presence import live_workers
+
+        self.workers = live_workers(self.client)
+        if not self.workers:
             raise UserError(f"no nsecluster worker is connected to {self.broker_url} (start one "
                             f"with: nsecluster worker --broker {self.broker_url})")
-        processes = sum(int(s.get("pool", {}).get("max-concurrency", 1) or 1)
-                        for s in stats.values())
+        processes = sum(max(1, int(w.get("concurrency") or 1)) for w in self.workers)
         self.window = max(2, 2 * processes)
         self.record = ScanRecord(self.client, self.scan_id)
         self.record.start(self.command_line)
-        self.log(f"nsecluster: scan {self.scan_id} on {len(stats)} worker"
-                 f"{'s' if len(stats) != 1 else ''} ({processes} processes); "
+        self.log(f"nsecluster: scan {self.scan_id} on {len(self.workers)} worker"
+                 f"{'s' if len(self.workers) != 1 else ''} ({processes} processes); "
                  f"'nsecluster status {self.scan_id}' shows it")
         if self.options.scripts is not None:
             # The pre-scan phase runs now: a worker that cannot select or load the scripts
@@ -93,8 +95,7 @@ class ClusterRunner:
         none connected the scan stops now instead of waiting forever."""
         from worker.cluster.app import RAW_QUEUE
 
-        queues = self.app.control.inspect(timeout=1.0).active_queues() or {}
-        if not any(q.get("name") == RAW_QUEUE for each in queues.values() for q in each):
+        if not any(RAW_QUEUE in worker["queues"] for worker in self.workers):
             self.record.finish("failed")
             self._forget_scan()
             raise UserError(f"this scan needs raw packets (script{'s' if len(scripts) > 1 else ''}"

@@ -72,6 +72,7 @@ def check_raw_sockets() -> None:
 
 
 def run_worker(argv: list[str], environ) -> int:
+    from worker.cluster import presence
     from worker.cluster.app import DEFAULT_QUEUE, RAW_QUEUE, make_app
     from worker.nse import stage
 
@@ -90,6 +91,7 @@ def run_worker(argv: list[str], environ) -> int:
     if RAW_QUEUE in queues.split(",") and not args.privileged:
         raise UserError(f"queue '{RAW_QUEUE}' is for --privileged workers")
     stage.confine_to_worker_dirs(args.datadir)  # inherited by the forked worker processes
+    presence.announce(url, queues.split(","), args.concurrency or os.cpu_count() or 1)
     app = make_app(url, visibility_timeout_s=args.visibility_timeout)
     options = ["worker", "-Q", queues, "-n", args.hostname or f"nsecluster-{os.getpid()}@%h",
                "--loglevel", args.loglevel, "-E"]
