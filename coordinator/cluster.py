@@ -49,6 +49,7 @@ class ClusterRunner:
         self.client = None
         self.record: ScanRecord | None = None
         self._next_cancel_check = 0.0
+        self._poll_s = _POLL_S
         self.group_queue = None  # None: the default queue
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.app = make_app(broker_url)
@@ -86,7 +87,11 @@ class ClusterRunner:
         if self.options.scripts is not None:
             # The pre-scan phase runs now: a worker that cannot select or load the scripts
             # stops the scan before any output is opened, as in the embedded default.
-            self._prerule = self._phase("prerule", fatal=True)
+            try:
+                self._prerule = self._phase("prerule", fatal=True)
+            except BaseException:
+                self.cancel()
+                raise
             if self._prerule is not None and self._prerule.raw_scripts:
                 self._route_to_privileged_workers(self._prerule.raw_scripts)
 
@@ -150,24 +155,35 @@ class ClusterRunner:
             if not finished:
                 self._wait_a_little()
                 continue
+            self._poll_s = _POLL_S
             for key in finished:
                 index, targets, sent = pending.pop(key)
                 yield self._group_result(index, targets, sent)
 
     def cancel(self) -> None:
-        """Ctrl-C or `nsecluster cancel`: revoke what is still queued or running."""
-        if self._outstanding:
-            self.app.control.revoke(list(self._outstanding), terminate=True, signal="SIGTERM")
-            self._outstanding.clear()
-        self._forget_scan()
-        if self.record is not None:
-            cancelled = self.record.cancel_requested()
-            self.record.finish("cancelled" if cancelled else "interrupted")
+        """The scan stopped early (Ctrl-C, `nsecluster cancel`, an error): revoke what is
+        still queued or running and close its record. Best effort: the broker may be gone."""
+        import kombu.exceptions
+        import redis
+
+        try:
+            if self._outstanding:
+                self.app.control.revoke(list(self._outstanding), terminate=True,
+                                        signal="SIGTERM")
+                self._outstanding.clear()
+            self._forget_scan()
+            if self.record is not None:
+                cancelled = self.record.cancel_requested()
+                self.record.finish("cancelled" if cancelled else "interrupted")
+        except (redis.RedisError, kombu.exceptions.OperationalError) as exc:
+            self.log(f"nsecluster: could not withdraw the scan's tasks: {exc}")
 
     def _wait_a_little(self) -> None:
-        """Sleep one poll; about twice a second, see whether the scan was cancelled and
-        whether Redis is still the one the scan started on."""
-        time.sleep(_POLL_S)
+        """Sleep one poll (longer while nothing finishes, up to 0.2 s); about twice a second,
+        see whether the scan was cancelled and whether Redis is still the one the scan
+        started on."""
+        time.sleep(self._poll_s)
+        self._poll_s = min(self._poll_s * 1.5, 0.2)
         now = time.monotonic()
         if now < self._next_cancel_check:
             return

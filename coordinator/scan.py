@@ -67,17 +67,20 @@ class Scan:
                                    estimated_hosts=estimate)
         interrupted = False
         error = None
+        completed = False
         started = time.monotonic()
         try:
             writers.begin(info)
             interrupted = self._run_groups(targets, writers, progress)
+            completed = not interrupted
         except KeyboardInterrupt:
             interrupted = True
-            self.runner.cancel()
         except UserError as exc:  # e.g. a bad line deep in -iL: the outputs say why they end
             error = str(exc)
             raise
         finally:
+            if not completed:  # whatever stopped the scan, nothing of it runs on elsewhere
+                self.runner.cancel()
             progress.close()
             failed = getattr(self.runner, "failures", 0)
             if self.hosts_total == 0 and not interrupted and error is None and not failed:

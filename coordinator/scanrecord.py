@@ -60,11 +60,17 @@ def read_record(client, scan_id: str) -> dict[str, str] | None:
     return {k.decode(): v.decode("utf-8", "replace") for k, v in fields.items()}
 
 
+# Only a running scan becomes "cancelling": one that finished meanwhile keeps its state.
+_CANCEL = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == 'running' then
+  redis.call('HSET', KEYS[1], 'state', 'cancelling', 'updated', ARGV[1])
+end
+return {state or '', redis.call('SMEMBERS', KEYS[2])}
+"""
+
+
 def request_cancel(client, scan_id: str) -> tuple[str, list[str]]:
     """Mark the scan cancelling; (its state before, its outstanding task ids)."""
-    key, tasks_key = _keys(scan_id)
-    state = client.hget(key, "state")
-    tasks = sorted(t.decode() for t in client.smembers(tasks_key))
-    if state == b"running":
-        client.hset(key, mapping={"state": "cancelling", "updated": time.time()})
-    return (state or b"").decode(), tasks
+    state, tasks = client.eval(_CANCEL, 2, *_keys(scan_id), time.time())
+    return state.decode(), sorted(t.decode() for t in tasks)

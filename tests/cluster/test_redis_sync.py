@@ -115,6 +115,54 @@ def test_a_threads_end_takes_its_place_out_of_the_queue(scan):
     next_one.run_until(lambda: next_one.woken == [(1, token)])
 
 
+def test_a_late_hand_over_message_never_grants_a_later_wait(scan):
+    a, b = scan(), scan()
+    a.sync.lock("s:m", co=1, thread=1)
+    first_wait = a.sync.lock("s:m", co=2, thread=2)  # its hand-over is also published
+    b_token = b.sync.lock("s:m", co=1, thread=1)
+    a.sync.done("s:m", co=1)  # co 2 gets the lock at once, here
+    assert a.woken == [(2, first_wait)]
+    a.sync.done("s:m", co=2)  # on to b
+    second_wait = a.sync.lock("s:m", co=2, thread=2)  # co 2 waits again, behind b
+    b.run_until(lambda: b.woken == [(1, b_token)])
+    for _ in range(10):
+        a.loop.run_once(max_wait_ms=20)  # the first wait's late message arrives now
+    assert a.woken == [(2, first_wait)] and a.sync.running("s:m") is None
+    assert b.sync.running("s:m") == 1
+    b.sync.done("s:m", co=1)
+    a.run_until(lambda: a.woken[-1] == (2, second_wait))
+
+
+def test_a_waiter_that_fell_out_of_the_queue_joins_again(scan):
+    holder, waiter = scan(lease_ms=300), scan(lease_ms=300)
+    holder.sync.lock("s:m", co=1, thread=1)
+    token = waiter.sync.lock("s:m", co=1, thread=1)
+    waiter.client.delete(f"{waiter.sync._alive_prefix}{waiter.sync.process}")  # a stall
+    holder.sync.done("s:m", co=1)  # the waiter is passed over as dead: the lock is free
+    waiter.run_until(lambda: waiter.woken == [(1, token)], limit_s=3)
+
+
+def test_a_sleeper_whose_wake_up_was_lost_still_wakes(scan):
+    sleeper, other = scan(lease_ms=300), scan(lease_ms=300)
+    token = sleeper.sync.wait("s:cv", thread=1)
+    sleeper.client.delete(f"{sleeper.sync._alive_prefix}{sleeper.sync.process}")
+    other.sync.signal("s:cv")  # passed over as dead: no message comes
+    sleeper.run_until(lambda: sleeper.woken == [(1, token)], limit_s=3)  # spuriously, soon
+
+
+def test_a_thread_ending_during_its_hand_over_passes_the_lock_on_at_once(scan):
+    holder, quitter, next_one = scan(), scan(), scan()
+    holder.sync.lock("s:m", co=1, thread=1)
+    quitter.sync.lock("s:m", co=1, thread=7)
+    token = next_one.sync.lock("s:m", co=1, thread=1)
+    holder.sync.done("s:m", co=1)  # handed to the quitter; its message is not read yet
+    quitter.sync.release_thread(7)
+    next_one.run_until(lambda: next_one.woken == [(1, token)], limit_s=2)  # not a lease later
+    for _ in range(5):
+        quitter.loop.run_once(max_wait_ms=20)  # the late message changes nothing
+    assert next_one.sync.running("s:m") == 1
+
+
 def test_condition_variables_wake_other_processes(scan):
     a, b, c = scan(), scan(), scan()
     b_token = b.sync.wait("s:cv", thread=1)

@@ -510,3 +510,25 @@ def test_finished_threads_leave_no_garbage_cycles(tmp_path, listeners):
         gc.garbage.clear()
         gc.enable()
     assert leaked == []
+
+
+def test_a_pass_stopped_by_an_exception_ends_its_threads_and_frees_their_locks(tmp_path):
+    """Ctrl-C, or a cluster task's time limit, raised while scripts wait: nothing of the pass
+    stays behind in the engine (a worker process goes on to run other tasks)."""
+    engine, _ = make_engine()
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    engine.loop.call_later(200, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, {"holder": HOSTRULE + """
+            local nmap = require "nmap"
+            local stdnse = require "stdnse"
+            action = function()
+              nmap.mutex("shared") "lock"
+              stdnse.sleep(30)
+            end"""}, hosts=[host("127.0.0.1"), host("127.0.0.2")], engine=engine)
+    assert engine.threads == {}
+    assert engine.sync_backend.running("s:shared") is None
+    assert engine.sync_backend.lock("s:shared", co=1, thread=99) is None  # free at once

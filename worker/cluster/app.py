@@ -81,6 +81,9 @@ def _group_task(task, wire):
     progress = _Progress(task, state.loop, job)
     try:
         result = run_group(job, loop=state.loop, log=_engine_log, on_progress=progress.port_scan)
+    except BaseException:
+        state.abandon(job.scan_id)
+        raise
     finally:
         progress.stop()
     return to_wire(result)
@@ -143,6 +146,9 @@ def _phase_task(task, wire):
             scripts, added = run_postrule(job.scan_id, job.options, state.loop, _engine_log), []
     except UserError as exc:  # e.g. a script name that matches nothing here: the user's
         return to_wire(PhaseResult(job.scan_id, job.phase, [], [], error=str(exc)))
+    except BaseException:
+        state.abandon(job.scan_id)
+        raise
     return to_wire(PhaseResult(job.scan_id, job.phase, scripts, added, raw_scripts=raw))
 
 
@@ -181,6 +187,15 @@ class ProcessState:
         self.registry.use_scan(scan_id)
         if self.sync is not None:
             self.sync.use_scan(scan_id)
+
+    def abandon(self, scan_id: str) -> None:
+        """A task failed part-way (time limit, our bug): its threads will never end, so give
+        up their locks now and drop the scan's stage; a later task starts it afresh."""
+        from worker.nse.stage import finish
+
+        if self.sync is not None:
+            self.sync.release_all()
+        finish(scan_id)
 
 
 _state: ProcessState | None = None

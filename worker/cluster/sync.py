@@ -13,7 +13,9 @@ and the same timer asks for locks whose holder died: its lease lapses and the qu
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import logging
 import threading
 import uuid
@@ -33,7 +35,7 @@ local function hand_over()
     local process = string.match(waiter, '^([^:]+):')
     if redis.call('EXISTS', ARGV[2] .. process) == 1 then
       redis.call('SET', KEYS[1], waiter, 'PX', ARGV[3])
-      redis.call('PUBLISH', ARGV[1] .. process, 'lock ' .. waiter)
+      redis.call('PUBLISH', ARGV[1] .. process, 'lock ' .. waiter .. ' ' .. KEYS[1])
       return waiter
     end
   end
@@ -59,9 +61,17 @@ if redis.call('GET', KEYS[1]) ~= ARGV[4] then return false end
 redis.call('DEL', KEYS[1])
 return hand_over() or ''
 """
-# KEYS: owner, queue. ARGV: channel prefix, alive prefix, lease ms. The owner, '' if none.
+# KEYS: owner, queue. ARGV: channel prefix, alive prefix, lease ms, waiter, its process.
+# A waiter asks after its lock: a lapsed holder's queue moves on, and a waiter that fell out
+# of the queue (its process was briefly thought dead) joins it again. The owner, or ''.
 _POKE = _HAND_OVER + """
-return redis.call('GET', KEYS[1]) or hand_over() or ''
+redis.call('SET', ARGV[2] .. ARGV[5], '1', 'PX', ARGV[3])
+local owner = redis.call('GET', KEYS[1]) or hand_over()
+if owner ~= ARGV[4] and not redis.call('LPOS', KEYS[2], ARGV[4]) then
+  redis.call('RPUSH', KEYS[2], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], 86400000)
+end
+return owner or ''
 """
 # KEYS: owner. ARGV: me, lease ms.
 _RENEW = """
@@ -89,9 +99,22 @@ return woken
 """
 
 
+def _shared_state_errors(fn):
+    """Redis trouble is the script's error, with the reason (never an internal error)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except redis.RedisError as exc:
+            raise ScriptError(f"nmap.mutex: shared state unavailable ({exc})") from exc
+    return wrapper
+
+
 class RedisSync:
     """The ``SyncBackend`` of one process for scan ``scan_id``; ``loop`` runs its timer and
-    receives other processes' hand-overs."""
+    receives other processes' hand-overs. Every lock attempt and every wait has a name of
+    its own (``<process>:<n>``), so a late message about an earlier attempt of the same
+    coroutine cannot be mistaken for a new one."""
 
     def __init__(self, ops, loop, client: redis.Redis, scan_id: str, lease_ms: int = 10_000):
         self.ops, self.loop, self.client, self.lease_ms = ops, loop, client, lease_ms
@@ -107,9 +130,10 @@ class RedisSync:
         self._poke_script = client.register_script(_POKE)
         self._renew_script = client.register_script(_RENEW)
         self._wake_script = client.register_script(_WAKE)
-        self._held: dict[str, tuple[int, int]] = {}  # key -> (co, thread) holding it here
-        self._queued: dict[str, tuple[str, int, int, int]] = {}  # waiter -> (key, co, thread, token)
-        self._sleeping: dict[str, tuple[str, int, int]] = {}  # waiter -> (key, thread, token)
+        self._names = itertools.count(1)
+        self._held: dict[str, tuple[int, int, str]] = {}  # key -> (co, thread, name) here
+        self._queued: dict[str, tuple[str, int, int, int]] = {}  # name -> (key, co, thread, token)
+        self._sleeping: dict[str, tuple[str, int, int]] = {}  # name -> (key, thread, token)
         self._timer = None
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -130,37 +154,45 @@ class RedisSync:
     def _cv_key(self, key: str) -> str:
         return f"{self._prefix}cv:{hashlib.sha1(key.encode('utf-8', 'surrogateescape')).hexdigest()}"
 
-    def _name(self, *parts) -> str:
-        return ":".join([self.process, *map(str, parts)])
+    def _new_name(self) -> str:
+        return f"{self.process}:{next(self._names)}"
 
     def _server_args(self) -> list:
         return [self._channel_prefix, self._alive_prefix, self.lease_ms]
 
     # -- mutexes ----------------------------------------------------------------------------
+    @_shared_state_errors
     def lock(self, key: str, co: int, thread: int) -> int | None:
         if not self._shared(key):
             return self.local.lock(key, co, thread)
         self._listen()
-        me = self._name(co, thread)
-        if self._lock_script(keys=self._keys(key),
-                             args=[*self._server_args(), me, "lock", self.process]):
-            self._took(key, co, thread)
+        me = self._new_name()
+        try:
+            taken = self._lock_script(keys=self._keys(key),
+                                      args=[*self._server_args(), me, "lock", self.process])
+        except redis.RedisError:
+            self._forget_waiter(key, me)  # the server may have queued it before failing
+            raise
+        if taken:
+            self._took(key, co, thread, me)
             return None
         token = self.ops.begin(thread)
         self._queued[me] = (key, co, thread, token)
         self._keep_alive()
         return token
 
+    @_shared_state_errors
     def trylock(self, key: str, co: int, thread: int) -> bool:
         if not self._shared(key):
             return self.local.trylock(key, co, thread)
-        me = self._name(co, thread)
+        me = self._new_name()
         if self._lock_script(keys=self._keys(key),
                              args=[*self._server_args(), me, "try", self.process]):
-            self._took(key, co, thread)
+            self._took(key, co, thread, me)
             return True
         return False
 
+    @_shared_state_errors
     def done(self, key: str, co: int) -> None:
         if not self._shared(key):
             return self.local.done(key, co)
@@ -168,44 +200,57 @@ class RedisSync:
         if held is None or held[0] != co:
             raise ScriptError("do not have a lock on this mutex")
         del self._held[key]
-        self._release(key, self._name(*held))
+        self._release(key, held[2])
 
     def running(self, key: str) -> int | None:
-        """The holding coroutine when it is one of this process's; None otherwise."""
+        """The holding coroutine when it is one of this process's; None otherwise (a holder
+        in another process has no coroutine here)."""
         if not self._shared(key):
             return self.local.running(key)
         held = self._held.get(key)
         return held[0] if held else None
 
-    def _took(self, key: str, co: int, thread: int) -> None:
-        self._held[key] = (co, thread)
+    def _took(self, key: str, co: int, thread: int, name: str) -> None:
+        self._held[key] = (co, thread, name)
         self._keep_alive()
 
     def _release(self, key: str, owner: str) -> None:
-        """Give up ``owner``'s lock; a waiter of ours that the server picks is woken now, or
-        passed over (and the lock released again) when its thread has died."""
+        self._give_on(self._keys(key), owner)
+
+    def _give_on(self, keys: list[str], owner: str) -> None:
+        """Give up ``owner``'s lock (owner and queue keys ``keys``); a waiter of ours that
+        the server picks is woken now, or passed over when its thread has died."""
         for _ in range(1 + len(self._queued)):  # each turn removes one of our waiters
-            new_owner = self._done_script(keys=self._keys(key),
-                                          args=[*self._server_args(), owner])
-            if new_owner is None:  # our lease lapsed and the lock moved on without us
-                log.warning("lost the lease on mutex %r before releasing it", key)
+            new_owner = self._done_script(keys=keys, args=[*self._server_args(), owner])
+            if new_owner is None:  # not (or no longer) the owner: nothing to give up
                 return
-            waiter = self._queued.pop(new_owner.decode(), None)
+            owner = new_owner.decode()
+            waiter = self._queued.pop(owner, None)
             if waiter is None:
                 return  # free now, or handed to another process
             if self.ops.is_pending(waiter[3]):
-                self._took(key, waiter[1], waiter[2])
+                self._took(waiter[0], waiter[1], waiter[2], owner)
                 self.ops.complete(waiter[3])
                 return
-            owner = new_owner.decode()
+
+    def _forget_waiter(self, key: str, name: str) -> None:
+        """Take ``name`` out of the lock's queue, and give the lock on if it was just handed
+        to it."""
+        self._queued.pop(name, None)
+        try:
+            self.client.lrem(self._keys(key)[1], 0, name)
+            self._release(key, name)
+        except redis.RedisError as exc:
+            log.warning("could not withdraw from mutex %r: %s", key, exc)
 
     # -- condition variables ------------------------------------------------------------------
+    @_shared_state_errors
     def wait(self, key: str, thread: int) -> int:
         if not self._shared(key):
             return self.local.wait(key, thread)
         self._listen()
         token = self.ops.begin(thread)
-        me = self._name("cv", thread, token)
+        me = self._new_name()
         self._sleeping[me] = (key, thread, token)
         pipe = self.client.pipeline()
         pipe.set(self._alive_prefix + self.process, 1, px=self.lease_ms)
@@ -215,6 +260,7 @@ class RedisSync:
         self._keep_alive()
         return token
 
+    @_shared_state_errors
     def signal(self, key: str) -> None:
         if not self._shared(key):
             return self.local.signal(key)
@@ -224,6 +270,7 @@ class RedisSync:
             if not woken or self._woke(woken[0].decode()):
                 return
 
+    @_shared_state_errors
     def broadcast(self, key: str) -> None:
         if not self._shared(key):
             return self.local.broadcast(key)
@@ -242,43 +289,65 @@ class RedisSync:
     # -- a thread's end ---------------------------------------------------------------------
     def release_thread(self, thread: int) -> None:
         self.local.release_thread(thread)
-        for key, (co, owner_thread) in list(self._held.items()):
-            if owner_thread == thread:
-                del self._held[key]
-                self._release(key, self._name(co, owner_thread))
-        for waiter, (key, _, waiter_thread, _) in list(self._queued.items()):
-            if waiter_thread == thread:
-                del self._queued[waiter]
-                self.client.lrem(self._keys(key)[1], 0, waiter)
-        for waiter, (key, sleeper_thread, _) in list(self._sleeping.items()):
-            if sleeper_thread == thread:
-                del self._sleeping[waiter]
-                self.client.lrem(self._cv_key(key), 0, waiter)
+        self._release_where(lambda owner_thread: owner_thread == thread)
+
+    def release_all(self) -> None:
+        """After a task failed part-way: give up every lock and wait of this process, so no
+        lease is renewed for a thread that will never finish."""
+        self.local = MemorySync(self.ops)
+        self._release_where(lambda owner_thread: True)
+
+    def _release_where(self, chosen) -> None:
+        try:
+            for key, (_, owner_thread, name) in list(self._held.items()):
+                if chosen(owner_thread):
+                    del self._held[key]
+                    self._release(key, name)
+            for name, (key, _, waiter_thread, _) in list(self._queued.items()):
+                if chosen(waiter_thread):
+                    self._forget_waiter(key, name)
+            for name, (key, sleeper_thread, _) in list(self._sleeping.items()):
+                if chosen(sleeper_thread):
+                    del self._sleeping[name]
+                    self.client.lrem(self._cv_key(key), 0, name)
+        except redis.RedisError as exc:  # leases lapse on their own
+            log.warning("could not release shared locks: %s", exc)
 
     # -- messages from other processes --------------------------------------------------------
     def _message(self, text: str) -> None:
-        kind, _, waiter = text.partition(" ")
+        kind, _, name = text.partition(" ")
         if kind in ("wake", "wakeall"):
-            sleeping = self._sleeping.get(waiter)
-            if sleeping is not None and not self._woke(waiter) and kind == "wake":
+            sleeping = self._sleeping.get(name)
+            if sleeping is not None and not self._woke(name) and kind == "wake":
                 self.signal(sleeping[0])  # its thread died: the signal goes to the next waiter
         elif kind == "lock":
-            queued = self._queued.pop(waiter, None)
-            if queued is None:
-                return  # already taken in _release, or its thread ended: see release_thread
-            key, co, thread, token = queued
-            if self.ops.is_pending(token):
-                self._took(key, co, thread)
-                self.ops.complete(token)
-            else:
-                self._release(key, waiter)
+            name, _, owner_key = name.partition(" ")
+            self._granted(name, [owner_key, owner_key[:-len(":owner")] + ":queue"])
+
+    def _granted(self, name: str, keys: list[str]) -> None:
+        """The server made wait ``name`` the owner of the lock at ``keys``."""
+        queued = self._queued.pop(name, None)
+        if queued is None:
+            if not any(held[2] == name for held in self._held.values()):
+                self._give_on(keys, name)  # its thread ended while it was handed over
+            return
+        key, co, thread, token = queued
+        if self.ops.is_pending(token):
+            self._took(key, co, thread, name)
+            self.ops.complete(token)
+        else:
+            self._give_on(keys, name)
 
     def _listen(self) -> None:
-        """Subscribe to this process's channel (once), before the first wait is queued."""
+        """Subscribe to this process's channel (once, confirmed) before the first wait."""
         if self._listener is not None:
             return
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.client.pubsub()
         pubsub.subscribe(self._channel)
+        for _ in range(50):  # the confirmation, within about five seconds
+            message = pubsub.get_message(timeout=0.1)
+            if message and message["type"] == "subscribe":
+                break
         self._listener = threading.Thread(target=self._receive, args=(pubsub,),
                                           name="nsecluster-sync", daemon=True)
         self._listener.start()
@@ -304,24 +373,35 @@ class RedisSync:
             self._timer = self.loop.call_later(self.lease_ms / 3, self._tick)
 
     def _tick(self) -> None:
-        """Renew what we hold and our liveness; ask after locks we wait for, in case their
-        holder died or a hand-over message was lost."""
+        """Renew what we hold and our liveness; ask after the locks we wait for (their holder
+        may have died, a message may have been lost, we may have fallen out of the queue)
+        and after the condition variables we sleep on (a wake-up whose message was lost
+        still wakes: a spurious wake-up is allowed)."""
         self._timer = None
         if not (self._held or self._queued or self._sleeping):
             return
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.set(self._alive_prefix + self.process, 1, px=self.lease_ms)
-            for key, (co, thread) in self._held.items():
-                self._renew_script(keys=self._keys(key)[:1],
-                                   args=[self._name(co, thread), self.lease_ms], client=pipe)
+            held = list(self._held.items())
+            for key, (_, _, name) in held:
+                self._renew_script(keys=self._keys(key)[:1], args=[name, self.lease_ms],
+                                   client=pipe)
             waiting = list(self._queued.items())
-            for _, (key, _, _, _) in waiting:
-                self._poke_script(keys=self._keys(key), args=self._server_args(), client=pipe)
+            for name, (key, _, _, _) in waiting:
+                self._poke_script(keys=self._keys(key),
+                                  args=[*self._server_args(), name, self.process], client=pipe)
+            sleeping = list(self._sleeping.items())
+            for name, (key, _, _) in sleeping:
+                pipe.lpos(self._cv_key(key), name)
             results = pipe.execute()
-            for (waiter, _), owner in zip(waiting, results[1 + len(self._held):]):
-                if owner.decode() == waiter:
-                    self._message("lock " + waiter)
+            polled = results[1 + len(held):]
+            for (name, (key, _, _, _)), owner in zip(waiting, polled[:len(waiting)]):
+                if owner.decode() == name:
+                    self._granted(name, self._keys(key))
+            for (name, _), position in zip(sleeping, polled[len(waiting):]):
+                if position is None:
+                    self._woke(name, pass_on=False)
         except redis.RedisError as exc:
             log.warning("could not renew shared locks: %s", exc)
         self._keep_alive()

@@ -239,10 +239,15 @@ class ScriptPass:
 
     def run(self) -> list[ScriptResult]:
         levels = sorted({s.runlevel for s in self.scripts})
-        for number, level in enumerate(levels, 1):
-            if self.engine.options.verbosity >= 2 and len(levels) > 1:
-                self.engine.log(f"NSE: Starting runlevel {number} (of {len(levels)}) scan.")
-            self._run_level([s for s in self.scripts if s.runlevel == level])
+        try:
+            for number, level in enumerate(levels, 1):
+                if self.engine.options.verbosity >= 2 and len(levels) > 1:
+                    self.engine.log(f"NSE: Starting runlevel {number} (of {len(levels)}) "
+                                    "scan.")
+                self._run_level([s for s in self.scripts if s.runlevel == level])
+        except BaseException:  # Ctrl-C, a task's time limit: end every thread, locks and all
+            self._abandon_orphans()
+            raise
         return [result for _, result in sorted(self.results, key=lambda item: item[0])]
 
     # -- thread creation --------------------------------------------------------------------

@@ -139,12 +139,13 @@ class ScriptStage:
         config = options.scripts
         timing = options.timing
         script_timeout = config.timeout_ms or (600_000 if timing.level == 5 else 0)
-        engine.configure(EngineOptions(
+        self.engine_options = EngineOptions(
             debugging=options.debugging, verbosity=options.verbosity,
             timing_level=timing.level, script_timeout_ms=script_timeout,
             host_timeout_ms=timing.host_timeout_ms, min_parallelism=timing.min_parallelism,
             max_parallelism=timing.max_parallelism, trace=config.trace,
-            script_args=parse_args(options)))
+            script_args=parse_args(options))
+        engine.configure(self.engine_options)
         chosen = select(options, search)
         for warning in chosen.warnings:  # e.g. a script.db entry whose file is missing
             engine.log(warning)
@@ -164,6 +165,11 @@ class ScriptStage:
             if _RAW_API.search(source):
                 found.append(script.id)
         return sorted(found)
+
+    def _own_settings(self) -> None:
+        """A worker process's engine serves scans in turn: this scan's settings first."""
+        if self.engine.options is not self.engine_options:
+            self.engine.configure(self.engine_options)
 
     def prerule(self) -> list[ScriptResult]:
         if not self.options.scripts.script_scan:
@@ -190,6 +196,7 @@ class ScriptStage:
         index = HostIndex([HostContext(number, result, self.engine.runtime,
                                        deadline_ms=deadline)
                            for number, result in enumerate(up, 1)])
+        self._own_settings()
         self.engine.run_pass("scan", wanted, index)
 
     def _phase(self, phase: str, message: str) -> list[ScriptResult]:
@@ -198,6 +205,7 @@ class ScriptStage:
             return []
         if self.options.verbosity or self.options.debugging:
             self.engine.log(f"NSE: {message}")
+        self._own_settings()
         return self.engine.run_pass(phase, wanted)
 
     def take_new_targets(self) -> list[str]:
