@@ -54,6 +54,34 @@ def test_what_one_state_writes_the_other_reads(scan_id):
     assert second("return registry.hosts.after") == b"via alias"
 
 
+def test_appends_made_at_the_same_time_by_two_processes_both_land(scan_id):
+    _, _, first = lua_state(scan_id)
+    _, _, second = lua_state(scan_id)
+    first('registry.list = {"start"}')
+    first("n = #registry.list")  # both read the same length ...
+    second("n = #registry.list")
+    first('registry.list[n + 1] = "from first"')  # ... and both append after it
+    second('registry.list[n + 1] = {by = "second"}')
+    first('table.insert(registry.list, "inserted")')
+    assert first('local l = registry.list; return #l, l[1], l[2], l[3].by, l[4]') == (
+        4, b"start", b"from first", b"second", b"inserted")
+
+
+def test_tables_created_if_absent_by_two_processes_become_one(scan_id):
+    _, _, first = lua_state(scan_id)
+    _, _, second = lua_state(scan_id)
+    first("seen = registry.hosts or false")  # both find nothing ...
+    second("seen = registry.hosts or false")
+    first('registry.hosts = seen or {}; registry.hosts["127.0.0.1"] = "one"')  # ... both
+    second('registry.hosts = seen or {["127.0.0.3"] = "three"}')  # create it: one table
+    second('registry.hosts["127.0.0.2"] = "two"')
+    assert first('local h = registry.hosts; return h["127.0.0.1"], h["127.0.0.2"], '
+                 'h["127.0.0.3"]') == (b"one", b"two", b"three")
+    # An ordinary overwrite still overwrites.
+    first('registry.hosts = {fresh = true}')
+    assert second('return registry.hosts.fresh, registry.hosts["127.0.0.1"]') == (True, None)
+
+
 def test_each_scan_has_its_own_registry(scan_id):
     _, _, mine = lua_state(scan_id)
     _, other_backend, other = lua_state(scan_id + "-other")

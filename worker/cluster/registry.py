@@ -41,6 +41,18 @@ return low
 """
 
 
+# Appends at the first free integer index from ARGV[1]: two processes appending at once
+# both land. KEYS: the hash. ARGV: first index, value, ttl.
+_APPEND = """
+local i = tonumber(ARGV[1])
+while redis.call('HSETNX', KEYS[1], 'i' .. string.format('%d', i), ARGV[2]) == 0 do
+  i = i + 1
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return i
+"""
+
+
 class RegistryUnavailable(ScriptError):
     pass
 
@@ -87,6 +99,10 @@ class _NodeRef(bytes):
     pass
 
 
+def _node_ref(node: bytes) -> bytes:
+    return msgpack.packb(msgpack.ExtType(NODE_EXT, node))
+
+
 def _decode_value(raw: bytes):
     return msgpack.unpackb(raw, raw=False, ext_hook=lambda code, data: _NodeRef(data)
                            if code == NODE_EXT else msgpack.ExtType(code, data))
@@ -101,6 +117,7 @@ class RedisRegistry:
         self._node_ids = (b"%s.%d" % (uuid.uuid4().hex[:12].encode(), n)
                           for n in itertools.count(1))
         self._border = client.register_script(_BORDER)
+        self._append_script = client.register_script(_APPEND)
         self._batch = None
         self._tables = {}  # id(runtime) -> its root proxy
 
@@ -116,7 +133,8 @@ class RedisRegistry:
             store = runtime.table({
                 "get": self._get, "put": self._put, "put_node": self._put_node,
                 "new_node": self._new_node, "begin": self._begin, "commit": self._commit,
-                "abort": self._abort, "length": self._length,
+                "abort": self._abort, "length": self._length, "append": self._append,
+                "append_node": self._append_node, "claim": self._claim,
                 "items": functools.partial(self._items, runtime)})
             make = runtime.load_file(LUA_DIR / "shared_table.lua", store, runtime.bridge[b"RAISE"])
             table = self._tables[id(runtime)] = make(ROOT)
@@ -164,8 +182,33 @@ class RedisRegistry:
 
     @_shared_state_errors
     def _put_node(self, node, key, child):
-        self._write(node, encode_key(key), msgpack.packb(msgpack.ExtType(NODE_EXT, child)))
+        self._write(node, encode_key(key), _node_ref(child))
         return True
+
+    @_shared_state_errors
+    def _append(self, node, key, value):
+        self._append_script(keys=[self._key(node)],
+                            args=[key, msgpack.packb(value, use_bin_type=True), self.ttl_s])
+        return True
+
+    @_shared_state_errors
+    def _append_node(self, node, key, child):
+        self._append_script(keys=[self._key(node)], args=[key, _node_ref(child), self.ttl_s])
+        return True
+
+    @_shared_state_errors
+    def _claim(self, node, key, child):
+        """Link ``child`` under ``key`` unless a table is already there: the node to fill."""
+        field, ref = encode_key(key), _node_ref(child)
+        if self.client.hsetnx(self._key(node), field, ref):
+            self.client.expire(self._key(node), self.ttl_s)
+            return child
+        existing = self.client.hget(self._key(node), field)
+        value = _decode_value(existing) if existing is not None else None
+        if isinstance(value, _NodeRef):
+            return bytes(value)  # another process created it first: share that one
+        self._write(node, field, ref)
+        return child
 
     def _write(self, node: bytes, field: bytes, raw: bytes | None) -> None:
         target = self._batch if self._batch is not None else self.client.pipeline()

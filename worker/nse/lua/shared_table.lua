@@ -6,11 +6,19 @@
 -- copies it into new nodes in one transaction, then turns that table (and the plain tables
 -- inside it) into proxies in place, so a script that keeps a local alias and writes through
 -- it later still writes to the shared table, as with an ordinary Lua table.
+--
+-- Two idioms read, then write, and would lose another process's write made in between:
+-- appending (t[#t + 1] = v, table.insert) and creating a table if absent
+-- (t[k] = t[k] or {}). A write right after the # of the same table, to the next index,
+-- appends on the server (the first free index from there); a table written right after a
+-- read of the same key that found nothing is created only if still absent (else the table
+-- another process created is used, and this one's contents go into it).
 local store, RAISE = ...
 
 local error, getmetatable, next, pairs, pcall, rawset, setmetatable, type =
   error, getmetatable, next, pairs, pcall, rawset, setmetatable, type
 
+local mtype = math.type
 local node_of = setmetatable({}, {__mode = "k"})  -- proxy -> node id
 local proxy_of = setmetatable({}, {__mode = "v"}) -- node id -> proxy (one per node)
 local meta = {}
@@ -71,30 +79,66 @@ local function adopt(adopted)
   end
 end
 
-meta.__index = function(p, key)
-  return visible(checked(store.get(node_of[p], key)))
-end
+local counted, count    -- the proxy and result of the last #
+local missed, missed_key -- the proxy and key of the last read that found nothing
 
-meta.__newindex = function(p, key, value)
-  if key == nil then error("index is nil", 2) end
-  if type(value) ~= "table" then  -- one write: no transaction needed
-    storable(value)
-    checked(store.put(node_of[p], key, value))
-    return
-  end
-  local adopted = {}
+-- Writes ``value``'s contents (a plain table) into ``node`` in one transaction.
+local function fill(node, value, adopted)
   checked(store.begin())
-  local ok, err = pcall(put, node_of[p], key, value, adopted)
+  local ok, err = pcall(function()
+    for k, v in next, value do put(node, k, v, adopted) end
+  end)
   if not ok then
     store.abort()
     error(err, 0)
   end
   checked(store.commit())
+end
+
+meta.__index = function(p, key)
+  local is_node, value = checked(store.get(node_of[p], key))
+  if value == nil then missed, missed_key = p, key else missed = nil end
+  return visible(is_node, value)
+end
+
+meta.__newindex = function(p, key, value)
+  if key == nil then error("index is nil", 2) end
+  local node = node_of[p]
+  local append = counted == p and mtype(key) == "integer" and key == count + 1
+  local create = missed == p and missed_key == key and mtype(key) ~= "integer"  -- not lists
+  counted, missed = nil, nil
+  storable(value)
+  if type(value) ~= "table" then  -- one write: no transaction needed
+    if append and value ~= nil then
+      checked(store.append(node, key, value))
+    else
+      checked(store.put(node, key, value))
+    end
+    return
+  end
+  local adopted = {}
+  if (append or create) and not node_of[value] then
+    local child = checked(store.new_node())
+    if create then child = checked(store.claim(node, key, child)) end
+    adopted[value] = child
+    fill(child, value, adopted)
+    if append then checked(store.append_node(node, key, child)) end
+  else
+    checked(store.begin())
+    local ok, err = pcall(put, node, key, value, adopted)
+    if not ok then
+      store.abort()
+      error(err, 0)
+    end
+    checked(store.commit())
+  end
   adopt(adopted)
 end
 
 meta.__len = function(p)
-  return (checked(store.length(node_of[p])))
+  local n = checked(store.length(node_of[p]))
+  counted, count = p, n
+  return n
 end
 
 -- pairs walks a snapshot taken when the loop starts (keys added meanwhile may be missed,
