@@ -6,8 +6,8 @@ local string = require "string"
 local table = require "table"
 
 description = [[
-Checks whether an FTP server lets the anonymous user log in (user
-<code>anonymous</code>, password <code>IEUser@</code>).
+Tries to log in to an FTP server as the anonymous user (user <code>anonymous</code>,
+password <code>IEUser@</code>) and says whether it got in.
 
 When the login succeeds, the script lists the server's starting directory over a
 passive data connection (PASV) and marks each entry that anyone may write to

@@ -10,8 +10,8 @@ local base64 = require "base64"
 local openssl = stdnse.silent_require "openssl"
 
 description = [[
-Shows the host keys of an SSH server: for each key it offers (an SSH-1 RSA key, then SSH-2
-DSA, RSA, ECDSA on the three NIST curves and Ed25519 keys, one connection each), its size
+Fetches the host keys an SSH server offers and reports, for each (an SSH-1 RSA key, then
+SSH-2 DSA, RSA, ECDSA on the three NIST curves and Ed25519 keys, one connection each), its size
 and MD5 fingerprint, and with the <code>ssh_hostkey</code> argument the SHA-256
 fingerprint, the Bubble Babble form, the "randomart" picture and the key itself (the key is
 also shown with -v). The keys found are kept in
