@@ -326,8 +326,13 @@ def scan_id_from(process: subprocess.Popen, limit_s: float = 30) -> str:
 def test_status_and_cancel_from_another_shell(cluster, tmp_path):
     scan = slow_scan("127.0.74.1-16", 1, xml=tmp_path / "out.xml")
     scan_id = scan_id_from(scan)
-    status = run_nsecluster("status", scan_id, "--broker", BROKER)
-    assert status.returncode == 0, status.stderr
+    deadline = time.monotonic() + 20
+    while True:  # the ID is announced before the pre-scan phase; groups go out after it
+        status = run_nsecluster("status", scan_id, "--broker", BROKER)
+        assert status.returncode == 0, status.stderr
+        if "8 sent" in status.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert status.stdout.startswith(f"scan {scan_id}: running\n")
     assert "host groups: 0 done, 0 failed, 8 sent" in status.stdout  # the window: 4 processes
     cancel = run_nsecluster("cancel", scan_id, "--broker", BROKER)
