@@ -143,14 +143,7 @@ local function shallow_copy(t)
   return copy
 end
 
-local function hostname(host)
-  if type(host) == "table" then
-    if host.targetname then return host.targetname end
-    if host.name and host.name ~= "" then return host.name end
-    return host.ip
-  end
-  return host
-end
+local hostname = stdnse.get_hostname
 
 local function port_number(port)
   if type(port) == "table" then port = port.number end
