@@ -3,12 +3,15 @@ connection in its own thread (greet and hold, greet and close, stay silent, spea
 answer requests), counts how many connections it has at once, and stops in ``close()``."""
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import socket
 import ssl
 import threading
 import time
 from pathlib import Path
+
+from tcp_peer import TcpServer, close_quietly, read_line
 
 _spec = importlib.util.spec_from_file_location(
     "nsock_socket_peers_banner", Path(__file__).resolve().parent / "nsock" / "test_sockets.py")
@@ -19,16 +22,35 @@ make_certificate = _SOCKETS.make_certificate
 HOLD_S = 20.0  # the longest a handler keeps a connection open by itself
 
 
-class Listener:
-    def __init__(self, sock: socket.socket, handler, tls: ssl.SSLContext | None):
-        self.sock = sock
-        self.handler = handler
+class Listener(TcpServer):
+    """One port: runs ``greeter(conn, stopping)`` per connection (in TLS when given a
+    context) and counts the connections open now, the most at once and the total."""
+
+    def __init__(self, address: str, port: int, greeter, tls: ssl.SSLContext | None,
+                 stopping: threading.Event):
+        self.greeter = greeter
         self.tls = tls
-        self.port = sock.getsockname()[1]
         self.lock = threading.Lock()
         self.current = 0  # connections open now
         self.peak = 0  # the most at once
         self.total = 0  # connections accepted
+        super().__init__(address, port, self._serve, backlog=256, stopping=stopping,
+                         join_s=HOLD_S + 5)
+
+    def _serve(self, conn: socket.socket):
+        with self.lock:
+            self.current += 1
+            self.total += 1
+            self.peak = max(self.peak, self.current)
+        try:
+            conn.settimeout(HOLD_S)
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
+            self.greeter(conn, self.stopping)
+        finally:
+            with self.lock:
+                self.current -= 1
+            close_quietly(conn)
 
 
 class BannerPeers:
@@ -36,22 +58,18 @@ class BannerPeers:
         self.address = address
         self.directory = directory
         self.listeners: list[Listener] = []
-        self.threads: list[threading.Thread] = []
         self.stopping = threading.Event()
         self._tls_context = None
 
     # ---------------------------------------------------------------- listeners
 
-    def serve(self, handler, port: int = 0, tls: bool = False) -> Listener:
-        """Listen on ``port`` (0: any) and run ``handler(conn, stopping)`` per connection."""
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.address, port))
-        sock.listen(256)
-        sock.settimeout(0.2)
-        listener = Listener(sock, handler, self.tls_context() if tls else None)
+    def serve(self, handler, port: int = 0, tls: bool = False,
+              address: str | None = None) -> Listener:
+        """Listen on ``address`` (default: the peers' own) and ``port`` (0: any) and run
+        ``handler(conn, stopping)`` per connection."""
+        listener = Listener(address or self.address, port, handler,
+                            self.tls_context() if tls else None, self.stopping)
         self.listeners.append(listener)
-        self._start(self._accept, listener)
         return listener
 
     def tls_context(self) -> ssl.SSLContext:
@@ -63,49 +81,23 @@ class BannerPeers:
             self._tls_context = context
         return self._tls_context
 
-    def _start(self, target, *args):
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        thread.start()
-        self.threads.append(thread)
-
-    def _accept(self, listener: Listener):
-        while not self.stopping.is_set():
-            try:
-                conn, _ = listener.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self._start(self._run, listener, conn)
-
-    def _run(self, listener: Listener, conn: socket.socket):
-        with listener.lock:
-            listener.current += 1
-            listener.total += 1
-            listener.peak = max(listener.peak, listener.current)
-        try:
-            conn.settimeout(HOLD_S)
-            if listener.tls is not None:
-                conn = listener.tls.wrap_socket(conn, server_side=True)
-            listener.handler(conn, self.stopping)
-        except (OSError, ssl.SSLError, ValueError):
-            pass
-        finally:
-            with listener.lock:
-                listener.current -= 1
-            try:
-                conn.close()
-            except OSError:
-                pass
-
     def close(self):
         self.stopping.set()
         for listener in self.listeners:
-            listener.sock.close()
-        for thread in self.threads:
-            thread.join(timeout=HOLD_S + 5)
+            listener.close()
         self.listeners.clear()
-        self.threads.clear()
+
+
+@contextlib.contextmanager
+def serving(handlers: dict, port: int):
+    """BannerPeers with ``handlers[address]`` on ``port`` of each address, closed after."""
+    peers = BannerPeers(next(iter(handlers)))
+    try:
+        for address, handler in handlers.items():
+            peers.serve(handler, port=port, address=address)
+        yield peers
+    finally:
+        peers.close()
 
 
 # -------------------------------------------------------------------- handlers
@@ -275,28 +267,41 @@ def array(*items: str | bytes) -> bytes:
     return b"*%d\r\n" % len(items) + b"".join(bulk(item) for item in items)
 
 
-def resp_server(replies: dict, log: list | None = None, default: bytes = b"-ERR unknown\r\n"):
+def _reply(replies: dict, key: str, log: list | None, default: bytes):
+    """``replies[key]`` (called when a callable), or ``default``; ``key`` goes to ``log``."""
+    if log is not None:
+        log.append(key)
+    reply = replies.get(key, default)
+    return reply() if callable(reply) else reply
+
+
+def resp_server(replies: dict, log: list | None = None, default: bytes = b"-ERR unknown\r\n",
+                most: int = 32, gap_s: float = 0.0):
     """Answer each request with ``replies[" ".join(words).upper()]`` (raw bytes, a callable
     giving them, None to close, or (bytes, "close") to send and close); ``log`` collects
-    the requests."""
+    the requests. At most ``most`` requests a connection; ``gap_s``: send a byte at a time,
+    this long apart."""
+    def send(conn, data):
+        if not gap_s:
+            conn.sendall(data)
+            return
+        for i in range(len(data)):
+            conn.sendall(data[i:i + 1])
+            time.sleep(gap_s)
+
     def handler(conn, stopping):
         buffer = bytearray()
-        for _ in range(32):
+        for _ in range(most):
             words = read_resp_command(conn, buffer)
             if words is None:
                 return
-            key = b" ".join(words).decode("latin-1").upper()
-            if log is not None:
-                log.append(key)
-            reply = replies.get(key, default)
-            if callable(reply):
-                reply = reply()
+            reply = _reply(replies, b" ".join(words).decode("latin-1").upper(), log, default)
             if reply is None:
                 return
             if isinstance(reply, tuple):  # (data, "close"): send, then close
-                conn.sendall(reply[0])
+                send(conn, reply[0])
                 return
-            conn.sendall(reply)
+            send(conn, reply)
     return handler
 
 
@@ -304,20 +309,12 @@ def line_server(replies: dict, log: list | None = None, default: bytes = b"ERROR
     """Answer each request line (without CRLF) with ``replies[line]`` (raw bytes, a callable
     giving them, or None to close); ``log`` collects the lines."""
     def handler(conn, stopping):
-        buffer = b""
+        buffer = bytearray()
         for _ in range(32):
-            while b"\n" not in buffer:
-                piece = conn.recv(4096)
-                if not piece:
-                    return
-                buffer += piece
-            line, buffer = buffer.split(b"\n", 1)
-            key = line.rstrip(b"\r").decode("latin-1")
-            if log is not None:
-                log.append(key)
-            reply = replies.get(key, default)
-            if callable(reply):
-                reply = reply()
+            line = read_line(conn, buffer)
+            if line is None:
+                return
+            reply = _reply(replies, line, log, default)
             if reply is None:
                 return
             conn.sendall(reply)

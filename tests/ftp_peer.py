@@ -10,7 +10,8 @@ listener and every connection. All waits are bounded.
 from __future__ import annotations
 
 import socket
-import threading
+
+from tcp_peer import CommandPeer, Session
 
 DEFAULT_LISTING = [
     "-rw-r--r--   1 ftp      ftp            31 Mar 28  2001 .banner",
@@ -21,7 +22,14 @@ DEFAULT_LISTING = [
 ]
 
 
-class FtpPeer:
+class FtpSession(Session):
+    user: str | None = None  # the last USER argument
+    data_listener: socket.socket | None = None  # after PASV or EPSV, until LIST or NLST
+
+
+class FtpPeer(CommandPeer):
+    session_type = FtpSession
+
     def __init__(self, address: str, port: int = 21, *, anonymous: bool = True,
                  banner: bytes = b"220 Test FTP server ready\r\n",
                  listing: list[str] | None = None,
@@ -30,9 +38,9 @@ class FtpPeer:
                  passive: str = "both", login_reply: bytes | None = None,
                  raw_listing: bytes | None = None, bytewise: bool = False,
                  tls_context=None):
-        self.address, self.anonymous, self.banner = address, anonymous, banner
+        self.address, self.anonymous = address, anonymous
         self.listing = DEFAULT_LISTING if listing is None else listing
-        self.syst, self.passive, self.bytewise = syst, passive, bytewise
+        self.syst, self.passive = syst, passive
         self.raw_listing = raw_listing  # sent as is instead of the LIST lines
         self.tls_context = tls_context  # an ssl.SSLContext: AUTH TLS works
         self.stat = stat if stat is not None else (
@@ -43,157 +51,74 @@ class FtpPeer:
             b"     Session timeout in seconds is 300\r\n"
             b"211 End of status\r\n")
         self.login_reply = login_reply or b"230 Login successful.\r\n"
-        self.commands: list[str] = []
-        self._stop = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((address, port))
-        self.listener.listen(32)
-        self.port = self.listener.getsockname()[1]
-        self._spawn(self._accept)
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    def _spawn(self, target, *args):
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        with self._lock:
-            self._threads.append(thread)
-        thread.start()
-
-    def _own(self, sock: socket.socket) -> socket.socket:
-        with self._lock:
-            self._sockets.append(sock)
-        return sock
-
-    def _accept(self):
-        while not self._stop.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            self._own(sock)
-            self._spawn(self._serve, sock)
-
-    def close(self):
-        self._stop.set()
-        for sock in [self.listener, *self._sockets]:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in accept/recv
-            except OSError:
-                pass
-            try:
-                sock.close()
-            except OSError:
-                pass
-        for thread in self._threads:
-            thread.join(timeout=2)
-
-    def _send(self, sock, data: bytes):
-        if self.bytewise:
-            for i in range(len(data)):
-                sock.sendall(data[i:i + 1])
-                if self._stop.wait(0.001):
-                    return
-        else:
-            sock.sendall(data)
-
-    # -- the protocol -----------------------------------------------------------------------
+        super().__init__(address, port, banner, bytewise, quit_reply=b"221 Goodbye.\r\n")
 
     def _data_listener(self) -> socket.socket:
-        data = self._own(socket.socket())
+        data = self.own(socket.socket())
         data.bind((self.address, 0))
         data.listen(1)
         data.settimeout(10)
         return data
 
-    def _serve(self, sock: socket.socket):
-        buffer = b""
-        user = None
-        data_listener = None
+    def _send_listing(self, session: FtpSession, command: str):
+        self.reply(session, b"150 Here comes the directory listing.\r\n")
         try:
-            sock.settimeout(15)
-            self._send(sock, self.banner)
-            for _ in range(200):  # bounded session
-                while b"\n" not in buffer:
-                    chunk = sock.recv(4096)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                line, _, buffer = buffer.partition(b"\n")
-                text = line.rstrip(b"\r").decode("latin-1")
-                self.commands.append(text)
-                command, _, argument = text.partition(" ")
-                command = command.upper()
-                if command == "USER":
-                    user = argument
-                    if argument in ("anonymous", "ftp") and not self.anonymous:
-                        self._send(sock, b"530 This FTP server does not allow anonymous "
-                                         b"logins.\r\n")
-                    else:
-                        self._send(sock, b"331 Please specify the password.\r\n")
-                elif command == "PASS":
-                    if user in ("anonymous", "ftp") and self.anonymous:
-                        self._send(sock, self.login_reply)
-                    else:
-                        self._send(sock, b"530 Login incorrect.\r\n")
-                elif command == "SYST":
-                    self._send(sock, self.syst)
-                elif command == "STAT" and not argument:
-                    self._send(sock, self.stat)
-                elif command == "PASV" and self.passive in ("both", "pasv"):
-                    data_listener = self._data_listener()
-                    number = data_listener.getsockname()[1]
-                    a, b, c, d = self.address.split(".")
-                    self._send(sock, f"227 Entering Passive Mode ({a},{b},{c},{d},"
-                                     f"{number // 256},{number % 256}).\r\n".encode())
-                elif command == "EPSV" and self.passive in ("both", "epsv"):
-                    data_listener = self._data_listener()
-                    number = data_listener.getsockname()[1]
-                    self._send(sock, f"229 Entering Extended Passive Mode "
-                                     f"(|||{number}|)\r\n".encode())
-                elif command in ("LIST", "NLST"):
-                    if data_listener is None:
-                        self._send(sock, b"425 Use PORT or PASV first.\r\n")
-                        continue
-                    self._send(sock, b"150 Here comes the directory listing.\r\n")
-                    try:
-                        peer, _ = data_listener.accept()
-                        self._own(peer)
-                        lines = self.listing if command == "LIST" else [
-                            entry.split()[-1] for entry in self.listing]
-                        if self.raw_listing is not None and command == "LIST":
-                            peer.sendall(self.raw_listing)
-                        else:
-                            peer.sendall(b"".join(x.encode("latin-1") + b"\r\n"
-                                                  for x in lines))
-                        peer.close()
-                    except OSError:
-                        pass
-                    data_listener.close()
-                    data_listener = None
-                    self._send(sock, b"226 Directory send OK.\r\n")
-                elif command == "AUTH" and self.tls_context is not None:
-                    self._send(sock, b"234 AUTH TLS OK.\r\n")
-                    sock = self.tls_context.wrap_socket(sock, server_side=True)
-                    self._own(sock)
-                elif command == "TYPE":
-                    self._send(sock, b"200 Switching to Binary mode.\r\n")
-                elif command == "PWD":
-                    self._send(sock, b'257 "/" is the current directory\r\n')
-                elif command == "CWD":
-                    self._send(sock, b"250 Directory successfully changed.\r\n")
-                elif command == "QUIT":
-                    self._send(sock, b"221 Goodbye.\r\n")
-                    return
-                else:
-                    self._send(sock, b"500 Unknown command.\r\n")
+            peer, _ = session.data_listener.accept()
+            self.own(peer)
+            lines = self.listing if command == "LIST" else [
+                entry.split()[-1] for entry in self.listing]
+            if self.raw_listing is not None and command == "LIST":
+                peer.sendall(self.raw_listing)
+            else:
+                peer.sendall(b"".join(x.encode("latin-1") + b"\r\n" for x in lines))
+            peer.close()
         except OSError:
             pass
-        finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        session.data_listener.close()
+        session.data_listener = None
+        self.reply(session, b"226 Directory send OK.\r\n")
+
+    def answer(self, session: FtpSession, command: str, argument: str) -> None:
+        if command == "USER":
+            session.user = argument
+            if argument in ("anonymous", "ftp") and not self.anonymous:
+                self.reply(session, b"530 This FTP server does not allow anonymous "
+                                    b"logins.\r\n")
+            else:
+                self.reply(session, b"331 Please specify the password.\r\n")
+        elif command == "PASS":
+            if session.user in ("anonymous", "ftp") and self.anonymous:
+                self.reply(session, self.login_reply)
+            else:
+                self.reply(session, b"530 Login incorrect.\r\n")
+        elif command == "SYST":
+            self.reply(session, self.syst)
+        elif command == "STAT" and not argument:
+            self.reply(session, self.stat)
+        elif command == "PASV" and self.passive in ("both", "pasv"):
+            session.data_listener = self._data_listener()
+            number = session.data_listener.getsockname()[1]
+            a, b, c, d = self.address.split(".")
+            self.reply(session, f"227 Entering Passive Mode ({a},{b},{c},{d},"
+                                f"{number // 256},{number % 256}).\r\n".encode())
+        elif command == "EPSV" and self.passive in ("both", "epsv"):
+            session.data_listener = self._data_listener()
+            number = session.data_listener.getsockname()[1]
+            self.reply(session, f"229 Entering Extended Passive Mode "
+                                f"(|||{number}|)\r\n".encode())
+        elif command in ("LIST", "NLST"):
+            if session.data_listener is None:
+                self.reply(session, b"425 Use PORT or PASV first.\r\n")
+            else:
+                self._send_listing(session, command)
+        elif command == "AUTH" and self.tls_context is not None:
+            self.reply(session, b"234 AUTH TLS OK.\r\n")
+            self.start_tls(session, self.tls_context)
+        elif command == "TYPE":
+            self.reply(session, b"200 Switching to Binary mode.\r\n")
+        elif command == "PWD":
+            self.reply(session, b'257 "/" is the current directory\r\n')
+        elif command == "CWD":
+            self.reply(session, b"250 Directory successfully changed.\r\n")
+        else:
+            self.reply(session, b"500 Unknown command.\r\n")

@@ -13,8 +13,9 @@ import datetime
 import ipaddress
 import socket
 import ssl
-import threading
 from pathlib import Path
+
+from tcp_peer import TcpServer
 
 
 def make_certificate(directory: Path, name: str, key: str = "rsa", bits: int = 2048,
@@ -73,68 +74,17 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-class TlsPeer:
+class TlsPeer(TcpServer):
     def __init__(self, address: str, cert: Path, key: Path, port: int = 443):
         self.context = server_context(cert, key)
-        self.connections = 0
-        self._stop = threading.Event()
-        self._sockets: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind((address, port))
-        self.listener.listen(32)
-        self.port = self.listener.getsockname()[1]
-        self._spawn(self._accept)
-
-    def _spawn(self, target, *args):
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        with self._lock:
-            self._threads.append(thread)
-        thread.start()
-
-    def _accept(self):
-        while not self._stop.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            with self._lock:
-                self._sockets.append(sock)
-            self._spawn(self._serve, sock)
+        super().__init__(address, port, self._serve)
 
     def _serve(self, sock: socket.socket):
+        sock.settimeout(10)
+        tls = self.own(self.context.wrap_socket(sock, server_side=True))
         try:
-            sock.settimeout(10)
-            tls = self.context.wrap_socket(sock, server_side=True)
-            with self._lock:
-                self._sockets.append(tls)
-            try:
-                tls.recv(4096)
-            except (OSError, ssl.SSLError):
-                pass
-            tls.sendall(b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-            tls.close()
-        except (OSError, ssl.SSLError, ValueError):
+            tls.recv(4096)
+        except OSError:  # ssl.SSLError included
             pass
-        finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    def close(self):
-        self._stop.set()
-        for sock in [self.listener, *self._sockets]:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in accept/recv
-            except OSError:
-                pass
-            try:
-                sock.close()
-            except OSError:
-                pass
-        for thread in self._threads:
-            thread.join(timeout=2)
+        tls.sendall(b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        tls.close()

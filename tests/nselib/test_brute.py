@@ -7,10 +7,10 @@ firstonly, a per-user guess limit, and when the driver aborts."""
 from __future__ import annotations
 
 import re
-import socket
 import threading
 
 import pytest
+from tcp_peer import TcpServer, read_line
 from test_ftp import nmap_lua, ours
 
 from worker.nse.profile import NMAP7, SEED
@@ -20,75 +20,35 @@ PASSWORDS = "123456\npassword\nletmein\nqwerty\ntoor\n"
 CREDFILE = "admin/wrong\nadmin/letmein\nroot/toor\nnobody/x\n"
 
 
-class LoginServer:
+class LoginServer(TcpServer):
     """Accepts "user password" lines; answers OK for the known accounts, FAIL otherwise,
     BANNED (then closes) for the user "banned". Records every attempt."""
 
     def __init__(self, accounts: dict[str, str]):
         self.accounts = accounts
         self.attempts: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._socks: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.port = self.listener.getsockname()[1]
-        self._start(self._accept)
-
-    def _start(self, target, *args):
-        thread = threading.Thread(target=target, args=args, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept(self):
-        while not self._stop.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            self._socks.append(sock)
-            self._start(self._serve, sock)
+        self._attempts_lock = threading.Lock()
+        super().__init__("127.0.0.1", 0, self._serve, backlog=64)
 
     def _serve(self, sock):
-        buffer = b""
-        try:
-            sock.settimeout(10)
-            for _ in range(100):
-                while b"\n" not in buffer:
-                    chunk = sock.recv(1024)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                line, _, buffer = buffer.partition(b"\n")
-                user, _, password = line.decode("latin-1").rstrip("\r").partition(" ")
-                with self._lock:
-                    self.attempts.append((user, password))
-                if user == "banned":
-                    sock.sendall(b"BANNED\n")
-                    return
-                sock.sendall(b"OK\n" if self.accounts.get(user) == password else b"FAIL\n")
-        except OSError:
-            pass
-        finally:
-            sock.close()
+        buffer = bytearray()
+        sock.settimeout(10)
+        for _ in range(100):
+            line = read_line(sock, buffer)
+            if line is None:
+                return
+            user, _, password = line.partition(" ")
+            with self._attempts_lock:
+                self.attempts.append((user, password))
+            if user == "banned":
+                sock.sendall(b"BANNED\n")
+                return
+            sock.sendall(b"OK\n" if self.accounts.get(user) == password else b"FAIL\n")
 
     def take_attempts(self):
-        with self._lock:
+        with self._attempts_lock:
             taken, self.attempts = self.attempts, []
         return taken
-
-    def close(self):
-        self._stop.set()
-        for sock in [self.listener, *self._socks]:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-        for thread in self._threads:
-            thread.join(timeout=2)
 
 
 @pytest.fixture

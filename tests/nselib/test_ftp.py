@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from nse_support import _lua_check_source, run_lua
+from tcp_peer import TcpServer, close_quietly, read_line
 
 from worker.nse.profile import NMAP7, SEED
 
@@ -95,7 +96,7 @@ class Conn:
     """One accepted connection: line reading, sending, switching to TLS."""
 
     def __init__(self, sock, server):
-        self.sock, self.server, self.buffer = sock, server, b""
+        self.sock, self.server, self.buffer = sock, server, bytearray()
 
     def send(self, data: bytes, bytewise=False):
         if bytewise:
@@ -106,79 +107,44 @@ class Conn:
             self.sock.sendall(data)
 
     def line(self) -> str | None:
-        while b"\n" not in self.buffer:
-            chunk = self.sock.recv(4096)
-            if not chunk:
-                return None
-            self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        text = line.rstrip(b"\r").decode("latin-1")
-        self.server.commands.append(text)
+        text = read_line(self.sock, self.buffer)
+        if text is not None:
+            self.server.commands.append(text)
         return text
 
     def tls(self):
-        self.sock = self.server.context.wrap_socket(self.sock, server_side=True)
+        self.sock = self.server.own(self.server.context.wrap_socket(self.sock, server_side=True))
 
     @property
     def is_tls(self):
         return isinstance(self.sock, ssl.SSLSocket)
 
 
-class LineServer:
+class LineServer(TcpServer):
     """A TCP server on 127.0.0.1: ``handler(conn)`` runs in a thread per connection.
     ``implicit_tls`` wraps every connection in TLS first. Every command line is recorded in
     ``commands``; ``connections`` counts accepted connections."""
 
     def __init__(self, handler, directory: Path, implicit_tls=False):
-        self.handler, self.implicit_tls = handler, implicit_tls
+        self.line_handler, self.implicit_tls = handler, implicit_tls
         self.commands: list[str] = []
-        self.connections = 0
         cert, key, _ = make_certificate(directory)
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(cert, key)
-        self.listener = socket.socket()
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.port = self.listener.getsockname()[1]
-        self._open: list[socket.socket] = []
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self._stop.is_set():
-            try:
-                sock, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            self._open.append(sock)
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+        super().__init__("127.0.0.1", 0, self._serve, backlog=64)
 
     def _serve(self, sock):
         sock.settimeout(30)
+        if self.implicit_tls:
+            sock = self.own(self.context.wrap_socket(sock, server_side=True))
+        conn = Conn(sock, self)
         try:
-            if self.implicit_tls:
-                sock = self.context.wrap_socket(sock, server_side=True)
-            self.handler(Conn(sock, self))
-        except (OSError, ssl.SSLError, ValueError, UnicodeError):
-            pass
+            self.line_handler(conn)
         finally:
-            try:
-                sock.close()
-            except OSError:
-                pass
+            close_quietly(conn.sock)  # the TLS socket, if any
 
     def wait(self, seconds):
-        self._stop.wait(seconds)
-
-    def close(self):
-        self._stop.set()
-        for sock in [self.listener, *self._open]:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        self.stopping.wait(seconds)
 
 
 @pytest.fixture

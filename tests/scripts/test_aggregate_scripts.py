@@ -41,8 +41,7 @@ def http_server(name: bytes):
 
 
 def serve_at(peers: BannerPeers, address: str, port: int, handler):
-    peers.address = address
-    peers.serve(handler, port=port)
+    peers.serve(handler, port=port, address=address)
 
 
 SSHD_PORT = 2200
@@ -205,8 +204,7 @@ class Greeters:
 
     def start(self):
         for address in SERIAL_HOSTS:
-            self.peers.address = address
-            self.peers.serve(self.handler(address), port=SERIAL_PORT)
+            self.peers.serve(self.handler(address), port=SERIAL_PORT, address=address)
 
     def handler(self, address):
         def run(conn, stopping):

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 from banner_peer import (BannerPeers, UdpMemcached, array, bulk, hold, line_server,
-                         resp_server, scan, scan_both, stats)
+                         resp_server, scan, scan_both, serving, stats, stop_process)
 from nse_support import host as scanned_host
 from nse_support import run
+from tcp_peer import read_line
 from script_support import ScriptResult, assert_same
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,15 +76,6 @@ def start(command: list[str], address: str, port: int, cwd: Path) -> subprocess.
     return proc
 
 
-def stop(proc: subprocess.Popen):
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
-
-
 def redis_command(*words: str) -> bytes:
     return b"*%d\r\n" % len(words) + b"".join(bulk(w) for w in words)
 
@@ -101,7 +93,7 @@ def redis(tmp_path_factory):
         locked = start(["redis-server", "--bind", REDIS_AUTH, *common,
                         "--requirepass", "s3cret"], REDIS_AUTH, 6379, directory)
     except AssertionError:
-        stop(plain)
+        stop_process(plain)
         raise
     subscriber = socket.socket()
     try:
@@ -119,8 +111,8 @@ def redis(tmp_path_factory):
         yield {"plain": plain, "locked": locked, "version": version}
     finally:
         subscriber.close()
-        stop(plain)
-        stop(locked)
+        stop_process(plain)
+        stop_process(locked)
 
 
 @pytest.fixture(scope="module")
@@ -228,23 +220,6 @@ FULL_OUTPUT = """
     1.2.3.7 (master)"""
 
 
-def byte_at_a_time(replies: dict, gap_s: float = 0.002):
-    """The same conversation, each reply sent one byte at a time."""
-    def handler(conn, stopping):
-        from banner_peer import read_resp_command
-        buffer = bytearray()
-        for _ in range(16):
-            words = read_resp_command(conn, buffer)
-            if words is None:
-                return
-            reply = replies.get(b" ".join(words).decode("latin-1").upper(),
-                                b"-ERR unknown\r\n")
-            for i in range(len(reply)):
-                conn.sendall(reply[i:i + 1])
-                time.sleep(gap_s)
-    return handler
-
-
 FAKE_REDIS = {
     "127.0.0.64": resp_server(FULL),
     "127.0.0.65": resp_server({"INFO": b"hello there\r\n"}),
@@ -252,7 +227,7 @@ FAKE_REDIS = {
     "127.0.0.67": resp_server({"INFO": None}),
     "127.0.0.68": resp_server({"INFO": bulk("redis_version:1.2.3\r\narch_bits:64\r\n"),
                                "CONFIG GET BIND": (b"$100\r\nshort", "close")}),
-    "127.0.0.69": byte_at_a_time(FULL),
+    "127.0.0.69": resp_server(FULL, most=16, gap_s=0.002),  # a byte at a time
     # A repeated INFO field (the last counts), a bind reply without the value, a status
     # reply where an array belongs (no channels) and one for CLIENT LIST (read as text).
     "127.0.0.78": resp_server({"INFO": bulk("redis_version:1\r\nredis_version:2\r\nrole:a\r\n"
@@ -269,15 +244,9 @@ FAKE_REDIS = {
 
 @pytest.fixture(scope="module")
 def fake_redis_scan(tmp_path_factory):
-    peers = BannerPeers("127.0.0.64")
-    try:
-        for address, handler in FAKE_REDIS.items():
-            peers.address = address
-            peers.serve(handler, port=6379)
+    with serving(FAKE_REDIS, 6379):
         yield scan_both(tmp_path_factory.mktemp("fake-redis"), list(FAKE_REDIS), [6379],
                         "redis-info")
-    finally:
-        peers.close()
 
 
 @pytest.mark.parametrize("address", sorted(FAKE_REDIS))
@@ -318,14 +287,8 @@ NMAP_FAILS_REDIS = {
 
 
 def test_where_nmap_fails_ours_is_clean(tmp_path):
-    peers = BannerPeers("127.0.0.71")
-    try:
-        for address, handler in NMAP_FAILS_REDIS.items():
-            peers.address = address
-            peers.serve(handler, port=6379)
+    with serving(NMAP_FAILS_REDIS, 6379):
         ours, _, _ = scan("ours", tmp_path, list(NMAP_FAILS_REDIS), [6379], "redis-info")
-    finally:
-        peers.close()
     assert ours[("127.0.0.71", 6379)].output == (
         "\n  Version: 2\n  Bind addresses: \n    1.2.3.4")
     assert ours[("127.0.0.72", 6379)].output == "\n  Bind addresses: \n    1.2.3.4"
@@ -339,7 +302,7 @@ def memcached(tmp_path_factory):
     proc = start(["memcached", "-l", MEMCACHED, "-p", "11211", "-U", "0", "-u", "root"],
                  MEMCACHED, 11211, tmp_path_factory.mktemp("memcached"))
     yield proc
-    stop(proc)
+    stop_process(proc)
 
 
 def test_real_memcached_equals_nmap(memcached, tmp_path):
@@ -388,14 +351,10 @@ def mc_trickle(conn, stopping):
     replies = [b"STAT pid 5\r\nSTAT uptime 0x10\r\nEND\r\nSTAT time 1e3\r\n",
                b"STAT pointer_size 64 extra\r\nSTAT rusage_user  2\r\nSTAT\tcurr_connections 4"
                b"\r\nstat total_connections 5\r\nSTAT nokv\r\nERROR\r\n"]
-    buffer = b""
+    buffer = bytearray()
     for reply in replies:
-        while b"\n" not in buffer:
-            piece = conn.recv(4096)
-            if not piece:
-                return
-            buffer += piece
-        buffer = buffer.split(b"\n", 1)[1]
+        if read_line(conn, buffer) is None:
+            return
         for i in range(len(reply)):
             conn.sendall(reply[i:i + 1])
             time.sleep(0.002)
@@ -414,15 +373,9 @@ FAKE_MEMCACHED = {
 
 @pytest.fixture(scope="module")
 def fake_memcached_scan(tmp_path_factory):
-    peers = BannerPeers("127.0.0.71")
-    try:
-        for address, handler in FAKE_MEMCACHED.items():
-            peers.address = address
-            peers.serve(handler, port=11211)
+    with serving(FAKE_MEMCACHED, 11211):
         yield scan_both(tmp_path_factory.mktemp("fake-memcached"), list(FAKE_MEMCACHED),
                         [11211], "memcached-info")
-    finally:
-        peers.close()
 
 
 @pytest.mark.parametrize("address", sorted(FAKE_MEMCACHED))
@@ -447,16 +400,11 @@ def test_fake_memcached_concrete(fake_memcached_scan):
 def test_memcached_where_nmap_fails_ours_is_clean(tmp_path):
     """Nmap 7.93 fails on an uptime that is not a whole number, and gives an empty output
     for two ERROR replies."""
-    peers = BannerPeers("127.0.0.64")
-    try:
-        peers.serve(line_server({"stats": stats(uptime="1.5", pid=3),
-                                 "stats settings": stats(tcpport=2)}), port=11211)
-        peers.address = "127.0.0.65"
-        peers.serve(line_server({}), port=11211)
-        ours, _, _ = scan("ours", tmp_path, ["127.0.0.64", "127.0.0.65"], [11211],
-                          "memcached-info")
-    finally:
-        peers.close()
+    handlers = {"127.0.0.64": line_server({"stats": stats(uptime="1.5", pid=3),
+                                           "stats settings": stats(tcpport=2)}),
+                "127.0.0.65": line_server({})}
+    with serving(handlers, 11211):
+        ours, _, _ = scan("ours", tmp_path, list(handlers), [11211], "memcached-info")
     assert ours[("127.0.0.64", 11211)].output == "\n  Process ID: 3\n  TCP Port: 2"
     assert ("127.0.0.65", 11211) not in ours
 
