@@ -241,10 +241,27 @@ def test_api_table_covers_the_documented_nmap_module(tmp_path):
     assert present["dnet"] == "table"
 
 
-@pytest.mark.parametrize("profile", [SEED, NMAP7])
-def test_raw_packet_calls_exist_and_fail_clearly(tmp_path, profile):
+@pytest.mark.parametrize("profile, expected", [
+    (SEED, "false device is not valid ethernet interface | false dnet is not valid opened "
+           "ethernet interface | false dnet is not valid opened ethernet interface | "
+           "false raw socket already closed | false raw packet capture is not available"),
+    (NMAP7, "false bad argument #2 to 'ethernet_open' (device is not valid ethernet "
+            "interface) | false dnet ethernet interface is not open | true true | "
+            "false raw socket already closed | false raw packet capture is not available"),
+])
+def test_dnet_misuse_and_capture_give_each_profiles_errors(tmp_path, profile, expected):
     output, _ = action_output(tmp_path, """
         local dnet = nmap.new_dnet()
-        local ok, err = pcall(dnet.ethernet_open, dnet, "lo")
-        return tostring(ok) .. " " .. err""", profile=profile, privileged=False)
-    assert output.startswith("false raw packets need a privileged worker")
+        local out = {}
+        local function try(...)
+          local ok, a = pcall(...)
+          out[#out + 1] = tostring(ok) .. " " .. tostring(a)
+        end
+        try(dnet.ethernet_open, dnet, "lo")
+        try(dnet.ethernet_send, dnet, "frame")
+        try(dnet.ethernet_close, dnet)
+        local closed, why = dnet:ip_close()  -- never opened
+        out[#out + 1] = tostring(closed) .. " " .. why
+        try(nmap.new_socket().pcap_receive, nmap.new_socket())
+        return table.concat(out, " | ")""", profile=profile)
+    assert output.startswith(expected)

@@ -41,6 +41,12 @@ class Profile:
     # receive_buf failing on a read keeps what that call read in the buffer (seed: nothing a
     # peer sent is lost) or drops it (7.x: the buffer holds what it held when the call began).
     receive_buf_keeps_failed_read: bool = False
+    # dnet (nse-spec §7.1, §11.17): sending or closing without an open device raises this...
+    dnet_not_open_error: str = "dnet ethernet interface is not open"
+    # ... the open error is an argument error (7.x) or a plain one (seed), ethernet_send
+    # returns a status (7.x) or nothing (seed), and ethernet_close raises when nothing is
+    # open (seed) or never (7.x).
+    dnet_7x: bool = True
 
 
 SEED = Profile(
@@ -59,6 +65,8 @@ SEED = Profile(
     try_reason_at_verbosity=True,
     no_ssl_error="Sorry, you don't have OpenSSL.",
     receive_buf_keeps_failed_read=True,
+    dnet_not_open_error="dnet is not valid opened ethernet interface",
+    dnet_7x=False,
 )
 
 NMAP7 = Profile(
