@@ -136,3 +136,41 @@ def test_without_the_privilege_dnet_says_what_is_missing(veth_pair, tmp_path):
     assert done.returncode == 0, done.stderr
     assert ("dnet-send: open: raw packets need a privileged worker (root or CAP_NET_RAW); "
             "this process is not privileged") in done.stdout
+
+
+HOST_FIELDS_SCRIPT = """
+local nmap = require "nmap"
+local stdnse = require "stdnse"
+description = "Prints the host table's link-level fields."
+categories = {"safe"}
+hostrule = function() return true end
+action = function(host)
+  local function hex(v) return v and stdnse.tohex(v) or "nil" end
+  return ("interface=%s direct=%s mac=%s src=%s next=%s"):format(tostring(host.interface),
+    tostring(host.directly_connected), hex(host.mac_addr), hex(host.mac_addr_src),
+    hex(host.mac_addr_next_hop))
+end
+"""
+
+
+def test_the_host_table_has_the_far_sides_mac_address(veth_pair, tmp_path):
+    a, b = veth_pair
+    server = b.popen(sys.executable, "-c",
+                     "import socket, time\n"
+                     "s = socket.socket(); s.bind(('192.0.2.2', 80)); s.listen()\n"
+                     "print('ready', flush=True); time.sleep(30)",
+                     stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        script = tmp_path / "link-fields.nse"
+        script.write_text(HOST_FIELDS_SCRIPT)
+        done = run_nsecluster("scan", "-n", "-Pn", "-p", "80", "192.0.2.2", "--script",
+                              script, netns=a.name)
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    assert done.returncode == 0, done.stderr
+
+    far, near = mac_of(b, "vB").hex(), mac_of(a, "vA").hex()
+    assert (f"link-fields: interface=vA direct=true mac={far} src={near} next={far}"
+            in done.stdout), done.stdout

@@ -61,6 +61,8 @@ class HostContext:
                     fields["interface_mtu"] = route.mtu
             if route.directly_connected is not None:
                 fields["directly_connected"] = route.directly_connected
+            if route.interface is not None:
+                fields.update(_hardware_addresses(r.address, route))
         return fields
 
     # -- ports ------------------------------------------------------------------------------
@@ -217,3 +219,19 @@ def version_service(port: PortResult, version: dict, probestate: str,
 def _clean(value) -> str:
     """Printable text only, as Nmap keeps version strings."""
     return "".join(c if c.isprintable() else " " for c in str(value)).strip()
+
+
+def _hardware_addresses(address: str, route) -> dict:
+    """mac_addr_src for an ethernet interface; mac_addr and mac_addr_next_hop too for a
+    directly connected IPv4 target the kernel has resolved (its neighbour table)."""
+    from worker.nse.netinfo import interface_mac, neighbour_mac
+
+    own = interface_mac(route.interface)
+    if own is None:
+        return {}
+    fields = {"mac_addr_src": own}
+    if route.directly_connected and ":" not in address:
+        theirs = neighbour_mac(address, route.interface)
+        if theirs is not None:
+            fields["mac_addr"] = fields["mac_addr_next_hop"] = theirs
+    return fields

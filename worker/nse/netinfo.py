@@ -171,6 +171,33 @@ def _entries(name: str) -> list[dict]:
     return entries
 
 
+def interface_mac(name: str) -> bytes | None:
+    """The hardware address of ethernet interface ``name``."""
+    if link_type(name) != "ethernet":
+        return None
+    mac = _sys(name, "address")
+    return bytes.fromhex(mac.replace(":", "")) if mac else None
+
+
+_ARP_COMPLETE = 0x2
+
+
+def neighbour_mac(address: str, interface: str) -> bytes | None:
+    """The hardware address the kernel's neighbour table holds for IPv4 ``address`` on
+    ``interface`` (after any connection to it, the kernel has resolved it), or None."""
+    try:
+        with open("/proc/net/arp") as f:
+            next(f, None)  # the column titles
+            for line in f:
+                fields = line.split()
+                if (len(fields) >= 6 and fields[0] == address and fields[5] == interface
+                        and int(fields[2], 16) & _ARP_COMPLETE):
+                    return bytes.fromhex(fields[3].replace(":", ""))
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def interface_info(name: str, family: int) -> dict | None:
     for entry in _entries(name):
         if entry["family"] == family:
