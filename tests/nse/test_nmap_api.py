@@ -244,10 +244,10 @@ def test_api_table_covers_the_documented_nmap_module(tmp_path):
 @pytest.mark.parametrize("profile, expected", [
     (SEED, "false device is not valid ethernet interface | false dnet is not valid opened "
            "ethernet interface | false dnet is not valid opened ethernet interface | "
-           "false raw socket already closed | false raw packet capture is not available"),
+           "false raw socket already closed | false not a pcap socket"),
     (NMAP7, "false bad argument #2 to 'ethernet_open' (device is not valid ethernet "
             "interface) | false dnet ethernet interface is not open | true true | "
-            "false raw socket already closed | false raw packet capture is not available"),
+            "false raw socket already closed | false not a pcap socket"),
 ])
 def test_dnet_misuse_and_capture_give_each_profiles_errors(tmp_path, profile, expected):
     output, _ = action_output(tmp_path, """

@@ -174,3 +174,77 @@ def test_the_host_table_has_the_far_sides_mac_address(veth_pair, tmp_path):
     far, near = mac_of(b, "vB").hex(), mac_of(a, "vA").hex()
     assert (f"link-fields: interface=vA direct=true mac={far} src={near} next={far}"
             in done.stdout), done.stdout
+
+
+SEED_CAPTURE_SCRIPT = """
+local nmap = require "nmap"
+description = "The seed's capture: a BPF filter, then a packet hash chosen by pcap_register."
+categories = {"safe"}
+prerule = function() return true end
+action = function()
+  local capture = nmap.new_socket()
+  capture:set_timeout(1000)
+  capture:pcap_open("vA", 512, 0, function(length, l2, l3) return l3:sub(29, 32) end,
+                    "udp and dst port 5555")
+  capture:pcap_register("PASS")
+  local sender = nmap.new_socket("udp")
+  for _, send in ipairs({{5555, "SKIP one"}, {6666, "PASS filtered out"}, {5555, "PASS two"}}) do
+    sender:connect("192.0.2.2", send[1], "udp")
+    sender:send(send[2])
+    sender:close()
+  end
+  local got = {}
+  for _ = 1, 2 do
+    local status, length, l2, l3 = capture:pcap_receive()
+    got[#got + 1] = status and (#l2 .. "+" .. #l3 .. " " .. l3:sub(29)) or tostring(length)
+  end
+  capture:pcap_close()
+  return table.concat(got, " | ")
+end
+"""
+
+NMAP7_CAPTURE_SCRIPT = """
+local nmap = require "nmap"
+description = "Nmap 7's capture: every packet the filter passes, with its time."
+categories = {"safe"}
+prerule = function() return true end
+action = function()
+  local capture = nmap.new_socket()
+  capture:set_timeout(1000)
+  capture:pcap_open("vA", 512, false, "udp and dst port 5555")
+  local sender = nmap.new_socket("udp")
+  for _, send in ipairs({{5555, "ONE"}, {6666, "TWO"}, {5555, "THREE"}}) do
+    sender:connect("192.0.2.2", send[1], "udp")
+    sender:send(send[2])
+    sender:close()
+  end
+  local got = {}
+  for _ = 1, 3 do
+    local status, length, l2, l3, moment = capture:pcap_receive()
+    got[#got + 1] = status and (l3:sub(29) .. " " .. math.type(moment)) or length
+  end
+  capture:close()
+  return table.concat(got, " | ")
+end
+"""
+
+
+def test_the_seeds_capture_delivers_only_what_the_filter_and_the_hash_select(veth_pair,
+                                                                            tmp_path):
+    a, _ = veth_pair
+    script = tmp_path / "seed-capture.nse"
+    script.write_text(SEED_CAPTURE_SCRIPT)
+    done = run_nsecluster("scan", "-n", "-Pn", "-p", "1", "127.0.0.1", "--script", script,
+                          netns=a.name)
+    assert done.returncode == 0, done.stderr
+    assert "seed-capture: 14+36 PASS two | TIMEOUT" in done.stdout, done.stdout
+
+
+def test_nmap7s_capture_delivers_every_packet_the_filter_passes(veth_pair, tmp_path):
+    a, _ = veth_pair
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "nmap7-capture.nse").write_text(NMAP7_CAPTURE_SCRIPT)
+    done = run_nsecluster("scan", "-n", "-Pn", "-p", "1", "127.0.0.1", "--datadir", tmp_path,
+                          "--script", "nmap7-capture", netns=a.name)
+    assert done.returncode == 0, done.stderr
+    assert "nmap7-capture: ONE float | THREE float | TIMEOUT" in done.stdout, done.stdout

@@ -32,7 +32,9 @@ class Profile:
     port_number_strings: bool
     # host.os: array of name strings (seed) or of {name, classes} tables (7.x).
     os_as_tables: bool
-    # pcap_receive returns the capture time as a fifth value (7.x).
+    # Nmap 7's capture API (7.x): pcap_open(device, snaplen, promisc:boolean, bpf), every
+    # packet delivered, pcap_receive with the capture time as a fifth value; else the seed's
+    # (a hash function and pcap_register, four values).
     pcap_time: bool
     # An uncaught new_try exception's reason is shown at -v (seed) or only at -d (7.x).
     try_reason_at_verbosity: bool

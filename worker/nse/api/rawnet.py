@@ -1,21 +1,24 @@
-"""Raw packets: dnet frames and IP packets (nse-spec §7.1); pcap capture (§6.2).
+"""Raw packets: dnet frames and IP packets (nse-spec §7.1) and pcap capture (§6.2).
 
-dnet sends for real through worker/nsock/raw.py, when the process may open raw sockets;
-otherwise each call fails with one clear error naming what is missing. Capture (pcap_*)
-is not available yet and says so.
+Both work for real (worker/nsock/raw.py, worker/nsock/pcap.py) when the process may open
+raw sockets; otherwise each call fails with one clear error naming what is missing. Capture
+takes both forms: the seed's pcap_open(device, snaplen, promisc, test_function, bpf) with
+pcap_register(hash), where a packet reaches the socket only if test_function(length, l2,
+l3) returns the registered hash, and Nmap 7's pcap_open(device, snaplen, promisc, bpf),
+where every captured packet does.
 """
 from __future__ import annotations
 
 import ipaddress
 
-from worker.nse.api.base import NOTHING, ScriptError, arg_error, lua_api
+from worker.nse.api.base import NOTHING, PENDING, ScriptError, arg_error, lua_api
 from worker.nse.netinfo import link_type
 from worker.nse.runtime import text
 from worker.nsock import raw
 
 NOT_PRIVILEGED = ("raw packets need a privileged worker (root or CAP_NET_RAW); "
                   "this process is not privileged")
-NO_CAPTURE = "raw packet capture is not available in this nsecluster version"
+PCAP_ONLY = "not a pcap socket"
 MAX_DEVICE_NAME = 32  # nse-spec §7.1: names of 32 bytes or more are refused
 
 
@@ -134,15 +137,127 @@ def register(engine) -> dict:
             sock.close()
         return True
 
-    def refuse_capture(*_args):
-        raise ScriptError(NO_CAPTURE)
+    captures = None  # worker/nsock/pcap.Captures, made on the first pcap_open
 
-    api = {"ethernet_open": ethernet_open, "ethernet_send": ethernet_send,
-           "ethernet_close": ethernet_close, "ip_open": ip_open, "ip_send": ip_send,
-           "ip_close": ip_close}
-    for name in ("pcap_open", "pcap_register", "pcap_receive", "pcap_close"):
-        api[name] = lua_api(refuse_capture)
-    return api
+    @lua_api
+    def pcap_open(handle, device, snaplen, promisc, fourth=None, fifth=None):
+        nonlocal captures
+        from worker.nsock.pcap import Captures
+
+        sockets = engine.socket_api
+        sock = sockets.get(handle)
+        if sock.pcap or sock.is_open:
+            raise ScriptError("socket is already open")
+        if not isinstance(device, bytes):
+            raise arg_error(2, "pcap_open", f"string expected, got {_lua_type(device)}")
+        if not isinstance(snaplen, (int, float)) or isinstance(snaplen, bool):
+            raise arg_error(3, "pcap_open", f"number expected, got {_lua_type(snaplen)}")
+        if profile().pcap_time:  # Nmap 7's capture API: (device, snaplen, promisc, bpf)
+            seed_form = False
+            if not isinstance(promisc, bool):
+                raise arg_error(4, "pcap_open", f"boolean expected, got {_lua_type(promisc)}")
+        else:  # the seed's: (device, snaplen, promisc 1/0, test_function, bpf)
+            seed_form = engine.runtime.is_function(fourth)
+            if not isinstance(promisc, (bool, int, float)):
+                raise arg_error(4, "pcap_open", f"number expected, got {_lua_type(promisc)}")
+        test_function, bpf = (fourth, fifth) if seed_form else (None, fourth)
+        name = text(device)
+        if name != "any" and link_type(name) is None:
+            raise ScriptError("bad device name")
+        if bpf is not None and not isinstance(bpf, bytes):
+            raise arg_error(6 if seed_form else 5, "pcap_open", "string expected")
+        if captures is None:
+            captures = Captures(engine.loop)
+        matcher = _HashMatch(test_function, engine) if seed_form else None
+        try:
+            subscriber = captures.open(name, max(1, int(snaplen)), bool(promisc),
+                                       text(bpf or b""), accept=matcher)
+        except raw.RawError as error:
+            if raw.not_permitted(error):
+                raise ScriptError(f"can't open pcap reader on {name}: {NOT_PRIVILEGED}") \
+                    from None
+            raise ScriptError(f"can't open pcap reader on {name}: {error}") from None
+        sockets.mark_pcap(handle, subscriber)
+        return NOTHING
+
+    def subscriber_of(handle):
+        subscriber = engine.socket_api.get(handle).pcap
+        if not subscriber:
+            raise ScriptError(PCAP_ONLY)
+        return subscriber
+
+    @lua_api
+    def pcap_register(handle, packet_hash=b""):
+        subscriber = subscriber_of(handle)
+        if subscriber.accept is not None:
+            subscriber.accept.wanted = packet_hash if isinstance(packet_hash, bytes) else b""
+        return NOTHING
+
+    @lua_api
+    def pcap_receive(handle):
+        subscriber = subscriber_of(handle)
+        sockets = engine.socket_api
+        timed = profile().pcap_time
+        if subscriber.accept is not None and subscriber.accept.wanted is None:
+            return _failed(timed, b"pcap_register must be called before pcap_receive")
+        packet = subscriber.next(lambda found: finish(found))
+        if packet is not None:
+            return _received(timed, packet)
+        token = sockets.begin(on_cancel=lambda: setattr(subscriber, "waiter", None))
+        timeout_ms = sockets.get(handle).timeout_ms
+        timer = None
+
+        def finish(found):
+            if timer is not None:
+                timer.cancel()
+            engine.ops.complete(token, *_received(timed, found))
+
+        def timed_out():
+            subscriber.waiter = None
+            engine.ops.complete(token, *_failed(timed, b"TIMEOUT"))
+
+        if timeout_ms is not None and timeout_ms >= 0:
+            timer = engine.loop.call_later(timeout_ms, timed_out)
+        return PENDING, token
+
+    @lua_api
+    def pcap_close(handle):
+        subscriber_of(handle)
+        return engine.socket_api.close(handle)
+
+    return {"ethernet_open": ethernet_open, "ethernet_send": ethernet_send,
+            "ethernet_close": ethernet_close, "ip_open": ip_open, "ip_send": ip_send,
+            "ip_close": ip_close, "pcap_open": pcap_open, "pcap_register": pcap_register,
+            "pcap_receive": pcap_receive, "pcap_close": pcap_close}
+
+
+class _HashMatch:
+    """The seed's packet hash: ``test_function(length, l2, l3)`` against the registered
+    string (nothing is delivered before pcap_register)."""
+
+    def __init__(self, test_function, engine):
+        self.test_function, self.engine = test_function, engine
+        self.wanted: bytes | None = None
+
+    def __call__(self, length, l2, l3) -> bool:
+        if self.wanted is None:
+            return False
+        if self.wanted == b"":
+            return True
+        try:
+            return self.test_function(length, l2, l3) == self.wanted
+        except Exception as exc:  # a failing hash function matches nothing
+            self.engine.debug(1, f"pcap test function failed: {exc}")
+            return False
+
+
+def _received(timed: bool, packet: tuple) -> tuple:
+    length, l2, l3, moment = packet
+    return (True, length, l2, l3, moment) if timed else (True, length, l2, l3)
+
+
+def _failed(timed: bool, reason: bytes) -> tuple:
+    return (None, reason) if timed else (None, reason, None, None)
 
 
 def _destination(value) -> str | None:

@@ -267,6 +267,9 @@ class SocketAPI:
                 self._trace(sock, ">", "CLOSE")
             sock.conn.close()
             sock.conn = None
+        if sock.pcap:
+            sock.pcap.close()  # the capture stops with its last reader
+            sock.pcap = False
         sock.rbuf = b""
         sock.ssl_session = None
         sock.timeout_ms = DEFAULT_TIMEOUT_MS
@@ -311,7 +314,7 @@ class SocketAPI:
     def _thread_ended(self, thread_id: int) -> None:
         for handle in self._owned.pop(thread_id, ()):
             sock = self.sockets.get(handle)
-            if sock is not None and sock.conn is not None:
+            if sock is not None and (sock.conn is not None or sock.pcap):
                 self._close(sock)
 
     def collected(self, handle) -> None:
@@ -324,13 +327,13 @@ class SocketAPI:
                 owned = self._owned.get(sock.creator)
                 if owned is not None:
                     owned.discard(handle)
-            if sock.conn is not None:
+            if sock.conn is not None or sock.pcap:
                 self._close(sock)
         self.engine.loop.call_soon(close)
 
-    def mark_pcap(self, handle) -> None:
-        """For api/rawnet.py: the socket became a pcap socket."""
-        self.get(handle).pcap = True
+    def mark_pcap(self, handle, subscriber) -> None:
+        """For api/rawnet.py: the socket became a pcap socket, reading ``subscriber``."""
+        self.get(handle).pcap = subscriber
 
     # -- connect --------------------------------------------------------------------------
     def connect(self, handle, host, sni, port, proto):
@@ -494,7 +497,6 @@ class SocketAPI:
     def close(self, handle):
         sock = self.get(handle)
         if sock.pcap:
-            sock.pcap = False
             self._close(sock)
             return True
         if not self._close(sock):
