@@ -60,6 +60,8 @@ def _add_scan_options(scan: argparse.ArgumentParser) -> None:
     g = scan.add_argument_group("scan techniques")
     g.add_argument("-sT", dest="connect_scan", action="store_true",
                    help="TCP connect scan (the default)")
+    g.add_argument("-sS", dest="syn_scan", action="store_true",
+                   help="TCP SYN scan (raw packets: root or CAP_NET_RAW)")
 
     g = scan.add_argument_group("port specification and scan order")
     g.add_argument("-p", dest="ports", metavar="PORTS",

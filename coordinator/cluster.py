@@ -16,6 +16,7 @@ import time
 from coordinator.scanrecord import ScanRecord
 from worker.errors import UserError
 from worker.protocol import (
+    RAW_SCAN_TYPES,
     GroupJob,
     GroupResult,
     PhaseJob,
@@ -84,6 +85,8 @@ class ClusterRunner:
         self.log(f"nsecluster: scan {self.scan_id} on {len(self.workers)} worker"
                  f"{'s' if len(self.workers) != 1 else ''} ({processes} processes); "
                  f"'nsecluster status {self.scan_id}' shows it")
+        if self.options.scan_type in RAW_SCAN_TYPES:
+            self._route_to_privileged_workers([], why="-sS")
         if self.options.scripts is not None:
             # The pre-scan phase runs now: a worker that cannot select or load the scripts
             # stops the scan before any output is opened, as in the embedded default.
@@ -95,7 +98,7 @@ class ClusterRunner:
             if self._prerule is not None and self._prerule.raw_scripts:
                 self._route_to_privileged_workers(self._prerule.raw_scripts)
 
-    def _route_to_privileged_workers(self, scripts: list[str]) -> None:
+    def _route_to_privileged_workers(self, scripts: list[str], why: str = "") -> None:
         """Host groups go to the raw queue, which only --privileged workers consume; with
         none connected the scan stops now instead of waiting forever."""
         from worker.cluster.app import RAW_QUEUE
@@ -103,10 +106,10 @@ class ClusterRunner:
         if not any(RAW_QUEUE in worker["queues"] for worker in self.workers):
             self.record.finish("failed")
             self._forget_scan()
-            raise UserError(f"this scan needs raw packets (script{'s' if len(scripts) > 1 else ''}"
-                            f" {', '.join(scripts)}) but no --privileged worker is connected to "
-                            f"{self.broker_url} (start one with: nsecluster worker --privileged "
-                            f"--broker {self.broker_url})")
+            reason = why or f"script{'s' if len(scripts) > 1 else ''} {', '.join(scripts)}"
+            raise UserError(f"this scan needs raw packets ({reason}) but no --privileged worker "
+                            f"is connected to {self.broker_url} (start one with: nsecluster "
+                            f"worker --privileged --broker {self.broker_url})")
         self.group_queue = RAW_QUEUE
 
     def prerule(self) -> tuple[list[ScriptResult], list[str]]:

@@ -54,8 +54,13 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
     services = service_table_for(args.datadir, environ)
     warnings.extend(services.warnings)
     ping_only = bool(args.ping_only)
-    if ping_only and args.connect_scan:
-        raise UserError("-sn (skip port scan) is not valid with any other scan type (-sT)")
+    syn = bool(getattr(args, "syn_scan", False))
+    if ping_only and (args.connect_scan or syn):
+        raise UserError("-sn (skip port scan) is not valid with any other scan type "
+                        f"({'-sS' if syn else '-sT'})")
+    if syn and args.connect_scan:
+        raise UserError("You specified more than one type of TCP scan. Please choose only one "
+                        "of -sT and -sS")
     if ping_only and (args.ports is not None or args.top_ports or args.fast):
         raise UserError("-sn (no port scan) cannot be combined with -p, --top-ports or -F")
     ports = PortSet() if ping_only else _choose_ports(args, services, warnings)
@@ -84,7 +89,7 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
     script_options = _script_options(args, datapath)
     options = ScanOptions(
         ports=ports,
-        scan_type="none" if ping_only else "connect",
+        scan_type="none" if ping_only else "syn" if syn else "connect",
         randomize_ports=not args.sequential,
         host_discovery=not args.no_ping,
         reverse_dns=args.dns or "up",

@@ -15,11 +15,16 @@ from coordinator.output.model import RunStats, ScanInfo
 from coordinator.plan import ScanPlan, build_plan
 from coordinator.progress import ProgressDisplay, StdoutProxy
 from coordinator.targets import TargetStream, parse_excludes, read_exclude_file, read_target_file
-from worker.protocol import HostResult
+from worker.protocol import RAW_SCAN_TYPES, HostResult
 
 
 def run_scan_command(args, command_line: str, environ: dict) -> int:
     plan = build_plan(args, command_line, environ)
+    if plan.options.scan_type in RAW_SCAN_TYPES and not plan.broker:
+        from worker.nsock.raw import raw_sockets_allowed
+        if not raw_sockets_allowed():  # Nmap quits too; a cluster sends it to privileged workers
+            raise UserError("You requested a scan type which requires root privileges (-sS "
+                            "needs raw sockets: run as root or with CAP_NET_RAW, or use -sT)")
     for warning in plan.warnings:
         print(warning, file=sys.stderr)
     stop_on_signals()

@@ -114,6 +114,30 @@ def netns():
 
 
 @pytest.fixture
+def veth_pair():
+    """Namespaces a and b joined by a veth pair: vA (192.0.2.1/24) in a, vB (192.0.2.2/24)
+    in b. Raw-packet tests send only here."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.fail("raw packet tests need root and iproute2 (CI provides both)")
+    tag = uuid.uuid4().hex[:8]
+    spaces = [Netns(f"nsct-a-{tag}"), Netns(f"nsct-b-{tag}")]
+    for space in spaces:
+        subprocess.run(["ip", "netns", "add", space.name], check=True)
+    a, b = spaces
+    try:
+        subprocess.run(["ip", "link", "add", "vA", "netns", a.name, "type", "veth", "peer",
+                        "name", "vB", "netns", b.name], check=True)
+        for space, device, address in ((a, "vA", "192.0.2.1/24"), (b, "vB", "192.0.2.2/24")):
+            space.run("ip", "link", "set", "lo", "up")
+            space.run("ip", "addr", "add", address, "dev", device)
+            space.run("ip", "link", "set", device, "up")
+        yield a, b
+    finally:
+        for space in spaces:
+            space.destroy()
+
+
+@pytest.fixture
 def utc(monkeypatch):
     """Local time is UTC, so headers and footers read as in the transcripts."""
     monkeypatch.setenv("TZ", "UTC")

@@ -139,7 +139,17 @@ class _GroupRun:
         self.names[address] = name
 
     def _scan_ports(self, up: list[str]) -> None:
-        if self.options.scan_type != "connect" or not up:
+        if self.options.scan_type == "none" or not up:
+            return
+        if self.options.scan_type == "syn":  # raw SYN probes are IPv4; IPv6 hosts connect
+            from worker.scan.syn import SynProber
+            self._scan_ports_with([a for a in up if ":" not in a], SynProber)
+            self._scan_ports_with([a for a in up if ":" in a], ConnectProber)
+        else:
+            self._scan_ports_with(up, ConnectProber)
+
+    def _scan_ports_with(self, up: list[str], prober) -> None:
+        if not up:
             return
         tcp_ports = list(self.options.ports.ports("tcp"))
         scanned = set(tcp_ports)
@@ -161,12 +171,12 @@ class _GroupRun:
                          self.loop.now_ms(), fd_budget=fd_budget())
         for host in scan.hosts:
             host.results.update(known.get(host.key, {}))
-        self.portscan = {h.key: h for h in scan.hosts}
-        self._drive(scan)
+        self.portscan.update({h.key: h for h in scan.hosts})
+        self._drive(scan, prober)
 
-    def _drive(self, scan: UltraScan) -> None:
+    def _drive(self, scan: UltraScan, prober=ConnectProber) -> None:
         self.current = scan
-        ConnectProber(self.loop, scan).run()  # host keys are the addresses
+        prober(self.loop, scan).run()  # host keys are the addresses
         self.current = None
 
     def _report(self) -> None:
@@ -189,7 +199,7 @@ class _GroupRun:
         ping = self.discovery.get(address)
         if ping is not None and (not ping.done or not ping.up or ping.timed_out):
             return ping.finished_ms
-        if self.options.scan_type == "connect":
+        if self.options.scan_type != "none":
             ports = self.portscan.get(address)
             return ports.finished_ms if ports is not None and ports.done else None
         return ping.finished_ms if ping is not None else self.start_ms

@@ -20,6 +20,8 @@ PORT_STATES = (
     "open", "closed", "filtered", "unfiltered", "open|filtered", "closed|filtered",
 )
 PROTOCOLS = ("tcp", "udp", "sctp")
+SCAN_TYPES = ("connect", "syn", "none")
+RAW_SCAN_TYPES = ("syn",)  # need raw sockets: privileged workers only
 
 
 class ProtocolError(ValueError):
@@ -132,7 +134,7 @@ class ScanOptions:
     """Everything a worker needs to scan a host group; frozen, validated by the coordinator."""
 
     ports: PortSet = PortSet()
-    scan_type: str = "connect"  # "connect", or "none" for a ping-only scan (-sn)
+    scan_type: str = "connect"  # "connect", "syn" (-sS), or "none" for a ping-only scan
     randomize_ports: bool = True
     host_discovery: bool = True  # False with -Pn
     discovery_ports: tuple[int, ...] = (80, 443)
@@ -470,7 +472,7 @@ def _options_from_wire(r: _Reader) -> ScanOptions:
         value = timing.num(name) if isinstance(default, float) else timing.int(name)
         timing_values[name] = value
     scan_type = r.str("scan_type")
-    if scan_type not in ("connect", "none"):
+    if scan_type not in SCAN_TYPES:
         raise ProtocolError(f"options.scan_type: unknown scan type {scan_type!r}")
     reverse_dns = r.str("reverse_dns")
     if reverse_dns not in ("never", "up", "always"):

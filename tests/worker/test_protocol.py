@@ -96,7 +96,7 @@ def test_other_versions_and_kinds_are_refused():
     (("targets",), [["not-an-ip", None, []]]),
     (("options", "ports", "tcp"), [[10, 5]]),
     (("options", "ports", "tcp"), [[1, 70000]]),
-    (("options", "scan_type"), "syn"),
+    (("options", "scan_type"), "xmas"),
     (("options", "timing", "max_retries"), "ten"),
     (("options", "dns_servers"), ["dns.example"]),
     (("group",), True),

@@ -4,13 +4,10 @@ byte for byte. Nothing leaves the namespaces."""
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import subprocess
 import sys
-import uuid
 
-import pytest
 from conftest import REPO, Netns, run_nsecluster
 
 MARKER = b"NSECLUSTER-DNET"
@@ -44,29 +41,6 @@ def ipv4_packet(payload: bytes) -> bytes:
                          bytes([192, 0, 2, 1]), bytes([192, 0, 2, 2]))
     header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
     return header + payload
-
-
-@pytest.fixture
-def veth_pair():
-    """Namespaces a and b, with veth ends vA (192.0.2.1) and vB (192.0.2.2)."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.fail("raw packet tests need root and iproute2 (CI provides both)")
-    tag = uuid.uuid4().hex[:8]
-    spaces = [Netns(f"nsct-a-{tag}"), Netns(f"nsct-b-{tag}")]
-    for space in spaces:
-        subprocess.run(["ip", "netns", "add", space.name], check=True)
-    a, b = spaces
-    try:
-        subprocess.run(["ip", "link", "add", "vA", "netns", a.name, "type", "veth", "peer",
-                        "name", "vB", "netns", b.name], check=True)
-        for space, device, address in ((a, "vA", "192.0.2.1/24"), (b, "vB", "192.0.2.2/24")):
-            space.run("ip", "link", "set", "lo", "up")
-            space.run("ip", "addr", "add", address, "dev", device)
-            space.run("ip", "link", "set", device, "up")
-        yield a, b
-    finally:
-        for space in spaces:
-            space.destroy()
 
 
 def mac_of(space: Netns, device: str) -> bytes:

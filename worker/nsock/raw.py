@@ -77,3 +77,12 @@ def send_ip(sock: socket.socket, packet: bytes, destination: str) -> int:
 
 def not_permitted(error: RawError) -> bool:
     return error.errno in (errno.EPERM, errno.EACCES)
+
+
+def raw_sockets_allowed() -> bool:
+    """Whether this process may open raw sockets (root, or CAP_NET_RAW)."""
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP).close()
+        return True
+    except OSError:
+        return False

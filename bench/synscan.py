@@ -1,0 +1,102 @@
+"""SYN scan benchmark: all 65,535 ports of one host in a network namespace, with
+`nmap -sS` and `nsecluster scan -sS` in the same run, alternating (root needed).
+
+    sudo python -m bench.synscan [--runs 7] [--json FILE]
+
+Two namespaces made here are joined by a veth pair; the target (192.0.2.2) listens on a few
+ports and resets the rest. Both tools must find exactly those open ports in every run.
+Reported: median wall time per tool and the ratio (goal: at most 2x Nmap's).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from bench.portscan import REPO_ROOT, install_for_benchmark, machine_facts, run_measured
+
+OPEN_PORTS = (22, 80, 443, 3306, 8080, 31337, 65535)
+LISTEN = ("import socket, sys, time\n"
+          "held = []\n"
+          "for port in map(int, sys.argv[1:]):\n"
+          "    s = socket.socket(); s.bind(('192.0.2.2', port)); s.listen(); held.append(s)\n"
+          "print('ready', flush=True); time.sleep(3600)")
+
+
+def open_ports(xml_text: str) -> list[int]:
+    return sorted(int(p.get("portid")) for p in ET.fromstring(xml_text).iter("port")
+                  if p.find("state").get("state") == "open")
+
+
+def make_namespaces() -> tuple[str, str]:
+    tag = uuid.uuid4().hex[:8]
+    near, far = f"bench-a-{tag}", f"bench-b-{tag}"
+    for name in (near, far):
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    subprocess.run(["ip", "link", "add", "vA", "netns", near, "type", "veth", "peer", "name",
+                    "vB", "netns", far], check=True)
+    for name, device, address in ((near, "vA", "192.0.2.1/24"), (far, "vB", "192.0.2.2/24")):
+        for command in (["ip", "link", "set", "lo", "up"],
+                        ["ip", "addr", "add", address, "dev", device],
+                        ["ip", "link", "set", device, "up"]):
+            subprocess.run(["ip", "netns", "exec", name, *command], check=True)
+    return near, far
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.synscan", description=__doc__)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args(argv)
+    nmap = shutil.which("nmap")
+    if os.geteuid() != 0 or nmap is None:
+        print("bench.synscan: needs root and nmap", file=sys.stderr)
+        return 2
+    ours = install_for_benchmark()
+    near, far = make_namespaces()
+    server = subprocess.Popen(["ip", "netns", "exec", far, sys.executable, "-c", LISTEN,
+                               *map(str, OPEN_PORTS)], stdout=subprocess.PIPE, text=True)
+    scan = ["-n", "-Pn", "-sS", "-p-", "192.0.2.2", "-oX", "-"]
+    tools = {"nmap": [nmap, *scan], "nsecluster": [*ours, "scan", *scan]}
+    walls = {tool: [] for tool in tools}
+    ok = dict.fromkeys(tools, 0)
+    try:
+        if server.stdout.readline().strip() != "ready":
+            raise RuntimeError("the target did not start")
+        for _ in range(args.runs):
+            for tool, command in tools.items():
+                run = run_measured(["ip", "netns", "exec", near, *command], args.timeout,
+                                   cwd=str(REPO_ROOT))
+                walls[tool].append(run.wall_s)
+                if run.returncode == 0 and open_ports(run.stdout) == list(OPEN_PORTS):
+                    ok[tool] += 1
+                print(f"  {tool:<10} {run.wall_s:6.2f} s", file=sys.stderr, flush=True)
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+        for name in (near, far):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    rows = {tool: {"wall_s": statistics.median(walls[tool]), "ok_runs": ok[tool]}
+            for tool in tools}
+    ratio = rows["nsecluster"]["wall_s"] / rows["nmap"]["wall_s"]
+    print(f"SYN scan of 65,535 ports, one host in a namespace, median of {args.runs}:")
+    for tool, row in rows.items():
+        print(f"  {tool:<10} {row['wall_s']:6.2f} s  ({row['ok_runs']}/{args.runs} runs found "
+              f"exactly the open ports)")
+    print(f"  nsecluster / nmap: {ratio:.2f}x wall time (goal: at most 2x)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine_facts(), "runs": args.runs,
+                                               "tools": rows, "ratio": ratio}, indent=2))
+    return 0 if all(row["ok_runs"] == args.runs for row in rows.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""TCP SYN probes on the event loop (``-sS``): the raw-socket half of UltraScan.
+
+Each probe is one SYN segment from a fixed source port, sent through a raw IPv4 socket (the
+kernel adds the IP header). The raw socket also receives every TCP segment that reaches the
+host; one whose destination port is ours and whose source is a probed (address, port) is
+the answer: SYN/ACK is ``open/syn-ack`` (the kernel, which knows no such connection, resets
+it), RST is ``closed/reset``. Silence until the probe's timeout is left to UltraScan to retry
+or call ``filtered/no-response``. IPv6 targets are not probed here (see group.py).
+"""
+from __future__ import annotations
+
+import functools
+import random
+import socket
+import struct
+
+from worker.nse.netinfo import route_to
+from worker.nsock.loop import EventLoop
+from worker.scan.ultra import Probe, UltraScan
+
+_SYN, _RST, _ACK = 0x02, 0x04, 0x10
+_MSS_OPTION = struct.pack("!BBH", 2, 4, 1460)  # as Nmap's probes carry
+_PUMP_SLICE_MS = 20
+_RECEIVE_BURST = 512
+
+
+def raw_tcp_socket() -> socket.socket:
+    """The socket SYN probes go out and answers come in on; OSError without the privilege."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    sock.setblocking(False)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    return sock
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def syn_segment(source: bytes, destination: bytes, source_port: int, port: int,
+                sequence: int) -> bytes:
+    header = struct.pack("!HHIIBBHHH", source_port, port, sequence, 0, (6 << 4), _SYN,
+                         1024, 0, 0) + _MSS_OPTION
+    pseudo = source + destination + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(header))
+    checksum = _checksum(pseudo + header)
+    return header[:16] + struct.pack("!H", checksum) + header[18:]
+
+
+class SynProber:
+    """Drives one UltraScan of IPv4 hosts to completion with SYN probes on ``loop``."""
+
+    def __init__(self, loop: EventLoop, scan: UltraScan, sock: socket.socket | None = None):
+        self.loop = loop
+        self.scan = scan
+        self.sock = sock or raw_tcp_socket()
+        self.source_port = random.randint(33000, 60999)
+        self._sequence_key = random.getrandbits(32)
+        self._sources: dict[str, tuple[bytes, bytes]] = {}  # address -> (ours, theirs) packed
+        self._waiting: dict[tuple[bytes, int], Probe] = {}  # (their address, port) -> probe
+        self._closed = False
+        self._pump_queued = False
+        self._wakeup_timer = None
+        self._expiry_timer = None
+
+    def run(self) -> None:
+        self.loop.watch(self.sock.fileno(), on_read=self._readable)
+        if self.scan.timing.host_timeout_ms > 0:
+            self._schedule_expiry()
+        self._pump()
+        try:
+            self.loop.run_until(lambda: self.scan.finished)
+        finally:
+            self.abandon_all()
+
+    def abandon_all(self) -> None:
+        self._closed = True
+        for probe in list(self._waiting.values()):
+            self._close(probe)
+        for timer in (self._wakeup_timer, self._expiry_timer):
+            if timer is not None:
+                timer.cancel()
+        self.loop.forget(self.sock.fileno())
+        self.sock.close()
+
+    # -- sending ----------------------------------------------------------------------------
+    def _queue_pump(self) -> None:
+        if not self._pump_queued:
+            self._pump_queued = True
+            self.loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        self._pump_queued = False
+        if self._closed:
+            return
+        scan, loop = self.scan, self.loop
+        deadline = loop.now_ms() + _PUMP_SLICE_MS
+        while True:
+            probes = scan.ready_probes(loop.now_ms())
+            if not probes:
+                break
+            for probe in probes:
+                if not probe.host.done:
+                    self._launch(probe)
+            if loop.now_ms() >= deadline:
+                self._queue_pump()
+                return
+        if self._wakeup_timer is None and not scan.finished:
+            wake = scan.next_wakeup_ms(loop.now_ms())
+            if wake is not None:
+                self._wakeup_timer = loop.call_later(wake - loop.now_ms(), self._on_wakeup)
+
+    def _on_wakeup(self) -> None:
+        self._wakeup_timer = None
+        self._pump()
+
+    def _addresses(self, address: str) -> tuple[bytes, bytes]:
+        pair = self._sources.get(address)
+        if pair is None:
+            source = route_to(address).source or "0.0.0.0"
+            pair = self._sources[address] = (socket.inet_aton(source),
+                                             socket.inet_aton(address))
+        return pair
+
+    def _launch(self, probe: Probe) -> None:
+        address = probe.host.key
+        ours, theirs = self._addresses(address)
+        sequence = (self._sequence_key ^ hash((address, probe.port, probe.tryno))) & 0xFFFFFFFF
+        segment = syn_segment(ours, theirs, self.source_port, probe.port, sequence)
+        try:
+            self.sock.sendto(segment, (address, 0))
+        except (BlockingIOError, InterruptedError):
+            self.scan.requeue(probe)  # the send queue is full: a moment later
+            self.loop.call_later(1, self._queue_pump)
+            return
+        except OSError as exc:  # e.g. no route: as the connect scan reports it
+            self.scan.on_reply(probe, self.loop.now_ms(), "filtered",
+                               "net-unreach" if exc.errno == 101 else "host-unreach")
+            return
+        timer = self.loop.call_later(self.scan.timeout_ms(probe.host),
+                                     functools.partial(self._on_timeout, probe))
+        probe.handle = timer
+        previous = self._waiting.get((theirs, probe.port))
+        if previous is not None and previous is not probe:
+            self._close(previous)  # a retry replaces the try before it
+        self._waiting[(theirs, probe.port)] = probe
+
+    # -- answers ----------------------------------------------------------------------------
+    def _readable(self) -> None:
+        if self._closed:
+            return
+        now = self.loop.now_ms()
+        answered = False
+        for _ in range(_RECEIVE_BURST):
+            try:
+                packet = self.sock.recv(128)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break
+            header_length = (packet[0] & 0x0F) * 4
+            if len(packet) < header_length + 14:
+                continue
+            source_port, destination_port = struct.unpack_from("!HH", packet, header_length)
+            if destination_port != self.source_port:
+                continue
+            probe = self._waiting.pop((packet[12:16], source_port), None)
+            if probe is None:
+                continue
+            flags = packet[header_length + 13]
+            if flags & _SYN and flags & _ACK:
+                outcome = ("open", "syn-ack")
+            elif flags & _RST:
+                outcome = ("closed", "reset")
+            else:
+                self._waiting[(packet[12:16], source_port)] = probe
+                continue
+            self._cancel_timer(probe)
+            for abandoned in self.scan.on_reply(probe, now, *outcome):
+                self._close(abandoned)
+            answered = True
+        if answered:
+            self._queue_pump()
+
+    def _on_timeout(self, probe: Probe) -> None:
+        probe.handle = None
+        key = (self._addresses(probe.host.key)[1], probe.port)
+        if self._waiting.get(key) is probe:
+            del self._waiting[key]
+        self.scan.on_timeout(probe, self.loop.now_ms())
+        self._queue_pump()
+
+    def _schedule_expiry(self) -> None:
+        def check():
+            for probe in self.scan.expire(self.loop.now_ms()):
+                self._close(probe)
+            if not self.scan.finished:
+                self._expiry_timer = self.loop.call_later(100, check)
+                self._queue_pump()
+        self._expiry_timer = self.loop.call_later(100, check)
+
+    def _cancel_timer(self, probe: Probe) -> None:
+        timer, probe.handle = probe.handle, None
+        if timer is not None:
+            timer.cancel()
+
+    def _close(self, probe: Probe) -> None:
+        self._cancel_timer(probe)
+        key = (self._addresses(probe.host.key)[1], probe.port)
+        if self._waiting.get(key) is probe:
+            del self._waiting[key]
