@@ -16,6 +16,7 @@ import resource
 import struct
 
 from worker.nsock.loop import EventLoop
+from worker.scan.prober import Prober
 from worker.scan.ultra import Probe, UltraScan
 
 # The C socket type directly: a probe socket needs none of socket.socket's Python layer.
@@ -24,7 +25,6 @@ _STREAM_NONBLOCK = _socket.SOCK_STREAM | _socket.SOCK_NONBLOCK
 _SOL_SOCKET, _SO_ERROR, _SO_LINGER = _socket.SOL_SOCKET, _socket.SO_ERROR, _socket.SO_LINGER
 _LINGER_RESET = struct.pack("ii", 1, 0)
 _EINPROGRESS = errno.EINPROGRESS
-_PUMP_SLICE_MS = 20
 
 # errno of a finished connect -> (port state, Nmap reason)
 CONNECT_OUTCOMES = {
@@ -70,72 +70,13 @@ def fd_budget() -> int:
     return max(8, soft - _FD_RESERVE)
 
 
-class ConnectProber:
-    """Drives one UltraScan to completion with connect probes on ``loop``."""
+class ConnectProber(Prober):
+    """Drives one UltraScan to completion with connect probes on ``loop``; its host keys are
+    the addresses to connect to."""
 
     def __init__(self, loop: EventLoop, scan: UltraScan):
-        """``scan``'s host keys are the addresses to connect to."""
-        self.loop = loop
-        self.scan = scan
-        self._closed = False
-        self._pump_queued = False
-        self._wakeup_timer = None
-        self._expiry_timer = None
+        super().__init__(loop, scan)
         self._requeues: dict[tuple, int] = {}  # (host, port) -> probes sent again untried
-
-    def run(self) -> None:
-        if self.scan.timing.host_timeout_ms > 0:
-            self._schedule_expiry()
-        self._pump()
-        try:
-            self.loop.run_until(lambda: self.scan.finished)
-        finally:
-            self.abandon_all()
-
-    def abandon_all(self) -> None:
-        """Close every probe still out (normal end, Ctrl-C, host timeout); callbacks still
-        queued on the shared loop find this prober closed and do nothing."""
-        self._closed = True
-        for host in self.scan.hosts:
-            for probe in list(host.outstanding):
-                self._close(probe)
-        for timer in (self._wakeup_timer, self._expiry_timer):
-            if timer is not None:
-                timer.cancel()
-
-    # -- sending ----------------------------------------------------------------------------
-    def _queue_pump(self) -> None:
-        if not self._pump_queued:
-            self._pump_queued = True
-            self.loop.call_soon(self._pump)
-
-    def _pump(self) -> None:
-        """Send what the windows allow. Answers that arrive while sending (loopback answers
-        inside connect) free room at once, so keep going, for a bounded slice of time."""
-        self._pump_queued = False
-        if self._closed:
-            return
-        scan, loop = self.scan, self.loop
-        deadline = loop.now_ms() + _PUMP_SLICE_MS
-        while True:
-            now = loop.now_ms()
-            probes = scan.ready_probes(now)
-            if not probes:
-                break
-            for probe in probes:
-                if not probe.host.done:  # an earlier probe of this batch may have finished it
-                    self._launch(probe)
-            if loop.now_ms() >= deadline:
-                self._queue_pump()  # let timers and other sockets have the loop
-                return
-        if self._wakeup_timer is None and not scan.finished:
-            wake = scan.next_wakeup_ms(loop.now_ms())
-            if wake is not None:
-                self._wakeup_timer = loop.call_later(wake - loop.now_ms(), self._on_wakeup)
-
-    def _on_wakeup(self) -> None:
-        self._wakeup_timer = None
-        self._pump()
 
     def _launch(self, probe: Probe) -> None:
         address = probe.host.key
@@ -214,15 +155,6 @@ class ConnectProber:
         self._close(probe)
         self.scan.on_timeout(probe, self.loop.now_ms())
         self._queue_pump()
-
-    def _schedule_expiry(self) -> None:
-        def check():
-            for probe in self.scan.expire(self.loop.now_ms()):
-                self._close(probe)
-            if not self.scan.finished:
-                self._expiry_timer = self.loop.call_later(100, check)
-                self._queue_pump()
-        self._expiry_timer = self.loop.call_later(100, check)
 
     def _close(self, probe: Probe) -> None:
         handle = probe.handle

@@ -16,11 +16,11 @@ import struct
 
 from worker.nse.netinfo import route_to
 from worker.nsock.loop import EventLoop
+from worker.scan.prober import Prober
 from worker.scan.ultra import Probe, UltraScan
 
 _SYN, _RST, _ACK = 0x02, 0x04, 0x10
 _MSS_OPTION = struct.pack("!BBH", 2, 4, 1460)  # as Nmap's probes carry
-_PUMP_SLICE_MS = 20
 _RECEIVE_BURST = 512
 
 
@@ -50,72 +50,25 @@ def syn_segment(source: bytes, destination: bytes, source_port: int, port: int,
     return header[:16] + struct.pack("!H", checksum) + header[18:]
 
 
-class SynProber:
+class SynProber(Prober):
     """Drives one UltraScan of IPv4 hosts to completion with SYN probes on ``loop``."""
 
     def __init__(self, loop: EventLoop, scan: UltraScan, sock: socket.socket | None = None):
-        self.loop = loop
-        self.scan = scan
+        super().__init__(loop, scan)
         self.sock = sock or raw_tcp_socket()
         self.source_port = random.randint(33000, 60999)
         self._sequence_key = random.getrandbits(32)
         self._sources: dict[str, tuple[bytes, bytes]] = {}  # address -> (ours, theirs) packed
         self._waiting: dict[tuple[bytes, int], Probe] = {}  # (their address, port) -> probe
-        self._closed = False
-        self._pump_queued = False
-        self._wakeup_timer = None
-        self._expiry_timer = None
 
     def run(self) -> None:
         self.loop.watch(self.sock.fileno(), on_read=self._readable)
-        if self.scan.timing.host_timeout_ms > 0:
-            self._schedule_expiry()
-        self._pump()
-        try:
-            self.loop.run_until(lambda: self.scan.finished)
-        finally:
-            self.abandon_all()
+        super().run()
 
     def abandon_all(self) -> None:
-        self._closed = True
-        for probe in list(self._waiting.values()):
-            self._close(probe)
-        for timer in (self._wakeup_timer, self._expiry_timer):
-            if timer is not None:
-                timer.cancel()
+        super().abandon_all()
         self.loop.forget(self.sock.fileno())
         self.sock.close()
-
-    # -- sending ----------------------------------------------------------------------------
-    def _queue_pump(self) -> None:
-        if not self._pump_queued:
-            self._pump_queued = True
-            self.loop.call_soon(self._pump)
-
-    def _pump(self) -> None:
-        self._pump_queued = False
-        if self._closed:
-            return
-        scan, loop = self.scan, self.loop
-        deadline = loop.now_ms() + _PUMP_SLICE_MS
-        while True:
-            probes = scan.ready_probes(loop.now_ms())
-            if not probes:
-                break
-            for probe in probes:
-                if not probe.host.done:
-                    self._launch(probe)
-            if loop.now_ms() >= deadline:
-                self._queue_pump()
-                return
-        if self._wakeup_timer is None and not scan.finished:
-            wake = scan.next_wakeup_ms(loop.now_ms())
-            if wake is not None:
-                self._wakeup_timer = loop.call_later(wake - loop.now_ms(), self._on_wakeup)
-
-    def _on_wakeup(self) -> None:
-        self._wakeup_timer = None
-        self._pump()
 
     def _addresses(self, address: str) -> tuple[bytes, bytes]:
         pair = self._sources.get(address)
@@ -192,15 +145,6 @@ class SynProber:
             del self._waiting[key]
         self.scan.on_timeout(probe, self.loop.now_ms())
         self._queue_pump()
-
-    def _schedule_expiry(self) -> None:
-        def check():
-            for probe in self.scan.expire(self.loop.now_ms()):
-                self._close(probe)
-            if not self.scan.finished:
-                self._expiry_timer = self.loop.call_later(100, check)
-                self._queue_pump()
-        self._expiry_timer = self.loop.call_later(100, check)
 
     def _cancel_timer(self, probe: Probe) -> None:
         timer, probe.handle = probe.handle, None

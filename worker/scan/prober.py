@@ -1,0 +1,90 @@
+"""What every UltraScan prober does the same way, whatever its probes are: send what the
+windows allow in bounded slices of the loop, wake up when a window opens or a retry is due,
+expire hosts past --host-timeout, and withdraw every probe at the end."""
+from __future__ import annotations
+
+from worker.nsock.loop import EventLoop
+from worker.scan.ultra import Probe, UltraScan
+
+_PUMP_SLICE_MS = 20
+
+
+class Prober:
+    """Drives one UltraScan to completion on ``loop``; subclasses say how a probe goes out
+    (``_launch``) and how one is withdrawn (``_close``)."""
+
+    def __init__(self, loop: EventLoop, scan: UltraScan):
+        self.loop = loop
+        self.scan = scan
+        self._closed = False
+        self._pump_queued = False
+        self._wakeup_timer = None
+        self._expiry_timer = None
+
+    def run(self) -> None:
+        if self.scan.timing.host_timeout_ms > 0:
+            self._schedule_expiry()
+        self._pump()
+        try:
+            self.loop.run_until(lambda: self.scan.finished)
+        finally:
+            self.abandon_all()
+
+    def abandon_all(self) -> None:
+        """Withdraw every probe still out (normal end, Ctrl-C, host timeout); callbacks still
+        queued on the shared loop find this prober closed and do nothing."""
+        self._closed = True
+        for host in self.scan.hosts:
+            for probe in list(host.outstanding):
+                self._close(probe)
+        for timer in (self._wakeup_timer, self._expiry_timer):
+            if timer is not None:
+                timer.cancel()
+
+    def _launch(self, probe: Probe) -> None:
+        raise NotImplementedError
+
+    def _close(self, probe: Probe) -> None:
+        raise NotImplementedError
+
+    # -- sending ----------------------------------------------------------------------------
+    def _queue_pump(self) -> None:
+        if not self._pump_queued:
+            self._pump_queued = True
+            self.loop.call_soon(self._pump)
+
+    def _pump(self) -> None:
+        """Send what the windows allow. Answers that arrive while sending (loopback answers
+        inside connect) free room at once, so keep going, for a bounded slice of time."""
+        self._pump_queued = False
+        if self._closed:
+            return
+        scan, loop = self.scan, self.loop
+        deadline = loop.now_ms() + _PUMP_SLICE_MS
+        while True:
+            probes = scan.ready_probes(loop.now_ms())
+            if not probes:
+                break
+            for probe in probes:
+                if not probe.host.done:  # an earlier probe of this batch may have finished it
+                    self._launch(probe)
+            if loop.now_ms() >= deadline:
+                self._queue_pump()  # let timers and other sockets have the loop
+                return
+        if self._wakeup_timer is None and not scan.finished:
+            wake = scan.next_wakeup_ms(loop.now_ms())
+            if wake is not None:
+                self._wakeup_timer = loop.call_later(wake - loop.now_ms(), self._on_wakeup)
+
+    def _on_wakeup(self) -> None:
+        self._wakeup_timer = None
+        self._pump()
+
+    def _schedule_expiry(self) -> None:
+        def check():
+            for probe in self.scan.expire(self.loop.now_ms()):
+                self._close(probe)
+            if not self.scan.finished:
+                self._expiry_timer = self.loop.call_later(100, check)
+                self._queue_pump()
+        self._expiry_timer = self.loop.call_later(100, check)
