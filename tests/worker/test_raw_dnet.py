@@ -222,3 +222,14 @@ def test_nmap7s_capture_delivers_every_packet_the_filter_passes(veth_pair, tmp_p
                           "--script", "nmap7-capture", netns=a.name)
     assert done.returncode == 0, done.stderr
     assert "nmap7-capture: ONE float | THREE float | TIMEOUT" in done.stdout, done.stdout
+
+
+def test_the_arp_neighbour_script_finds_the_far_sides_mac(veth_pair, tmp_path):
+    """Our raw-packet script: an ARP request sent with dnet, the reply captured with pcap."""
+    a, b = veth_pair
+    done = run_nsecluster("scan", "-n", "-Pn", "-sS", "-p", "80", "192.0.2.2", "--script",
+                          "arp-neighbour", "-oX", "-", netns=a.name)
+    assert done.returncode == 0, done.stderr
+    far = ":".join(f"{octet:02x}" for octet in mac_of(b, "vB"))
+    assert f'<script id="arp-neighbour" output="{far}"><elem key="mac">{far}</elem>' \
+        in done.stdout, done.stdout
