@@ -73,18 +73,22 @@ local function port_is_excluded(port, proto)
 end
 M.port_is_excluded = port_is_excluded
 
+-- A rule: ``matches(port)`` and one of ``protos`` and one of ``states``.
+local function rule(matches, protos, states)
+  protos = as_list(protos, DEFAULT_PROTOS)
+  states = as_list(states, DEFAULT_STATES)
+  return function(host, port)
+    return matches(port) and contains(protos, port.protocol) and contains(states, port.state)
+  end
+end
+
 --- A rule matching ports by number.
 -- @param ports A port number or list of port numbers and ranges ("n-m").
 -- @param protos A protocol or list of them (default "tcp").
 -- @param states A state or list of them (default "open" and "open|filtered").
 local function portnumber(ports, protos, states)
   ports = as_list(ports, {})
-  protos = as_list(protos, DEFAULT_PROTOS)
-  states = as_list(states, DEFAULT_STATES)
-  return function(host, port)
-    return port_includes(ports, port.number) and contains(protos, port.protocol)
-           and contains(states, port.state)
-  end
+  return rule(function(port) return port_includes(ports, port.number) end, protos, states)
 end
 M.portnumber = portnumber
 
@@ -94,12 +98,7 @@ M.portnumber = portnumber
 -- @param states See portnumber.
 local function service(services, protos, states)
   services = as_list(services, {})
-  protos = as_list(protos, DEFAULT_PROTOS)
-  states = as_list(states, DEFAULT_STATES)
-  return function(host, port)
-    return contains(services, port.service) and contains(protos, port.protocol)
-           and contains(states, port.state)
-  end
+  return rule(function(port) return contains(services, port.service) end, protos, states)
 end
 M.service = service
 
