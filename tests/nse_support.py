@@ -86,6 +86,22 @@ def port_output(result: HostResult, number: int) -> dict[str, str]:
     raise KeyError(number)
 
 
+# The output helpers of the library tests' Lua checks: p(...) records one " | "-joined line,
+# done() returns the lines with bytes outside printable ASCII as \xHH.
+LUA_OUTPUT = r'''
+local out = {}
+local function p(...)
+  local t = table.pack(...)
+  for i = 1, t.n do t[i] = tostring(t[i]) end
+  out[#out + 1] = table.concat(t, " | ")
+end
+local function done()
+  return (table.concat(out, "\n"):gsub("[^\n\32-\126]",
+    function(c) return ("\\x%02X"):format(c:byte()) end))
+end
+'''
+
+
 def _lua_check_source(body: str) -> str:
     return ('description = "test"\ncategories = {"safe"}\n'
             'prerule = function() return true end\n'

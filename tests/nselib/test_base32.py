@@ -1,24 +1,14 @@
 """nselib/base32.lua: standard and extended-hex alphabets, valid and invalid input, compared
 with Nmap's."""
-from nse_support import run_lua, run_lua_nmap
+from nse_support import LUA_OUTPUT, run_lua, run_lua_nmap
 
 PRELUDE = r'''
 local base32 = require "base32"
-local out = {}
-local function p(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  out[#out + 1] = table.concat(t, " | ")
-end
-local function hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
+''' + LUA_OUTPUT + r'''local function hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
 local function try(f, ...)
   local ok, r = pcall(f, ...)
   if ok then return "ok " .. hex(r) end
   return "err " .. tostring(r):gsub("^.-:%d+: ", "")
-end
-local function done()
-  return (table.concat(out, "\n"):gsub("[^\n\32-\126]",
-    function(c) return ("\\x%02X"):format(c:byte()) end))
 end
 '''
 

@@ -3,17 +3,11 @@ skew records, compared with Nmap's."""
 import time
 
 import pytest
-from nse_support import run_lua, run_lua_nmap
+from nse_support import LUA_OUTPUT, run_lua, run_lua_nmap
 
 PRELUDE = r'''
 local dt = require "datetime"
-local out = {}
-local function p(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  out[#out + 1] = table.concat(t, " | ")
-end
-local function try(f, ...)
+''' + LUA_OUTPUT + r'''local function try(f, ...)
   local r = table.pack(pcall(f, ...))
   if not r[1] then return "ERR " .. tostring(r[2]):gsub("^.-:%d+: ", "") end
   for i = 2, r.n do r[i] = tostring(r[i]) .. "(" .. tostring(math.type(r[i]) or type(r[i])):sub(1, 1) .. ")" end

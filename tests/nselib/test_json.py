@@ -1,17 +1,11 @@
 """nselib/json.lua: generation and parsing, compared with Nmap's. Object members come out in
 pairs() order, which Nmap randomizes per run, so objects of several members are compared
 through parsing or with one member."""
-from nse_support import run_lua, run_lua_nmap
+from nse_support import LUA_OUTPUT, run_lua, run_lua_nmap
 
 PRELUDE = r'''
 local json = require "json"
-local out = {}
-local function p(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  out[#out + 1] = table.concat(t, " | ")
-end
-local function hex(s)
+''' + LUA_OUTPUT + r'''local function hex(s)
   return (s:gsub("[^\32-\126]", function(c) return ("<%02x>"):format(c:byte()) end))
 end
 local function show(v, depth)

@@ -4,19 +4,13 @@ import socket
 import threading
 
 import pytest
-from nse_support import run_lua, run_lua_nmap
+from nse_support import LUA_OUTPUT, run_lua, run_lua_nmap
 
 from worker.nse.profile import NMAP7, SEED
 
 PURE = r'''
 local match = require "match"
-local out = {}
-local function p(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  out[#out + 1] = table.concat(t, " | ")
-end
-local function call(f, b)
+''' + LUA_OUTPUT + r'''local function call(f, b)
   local r = table.pack(pcall(f, b))
   if not r[1] then return "ERR " .. tostring(r[2]):gsub("^.-:%d+: ", "") end
   for i = 2, r.n do r[i] = tostring(r[i]) end

@@ -1,16 +1,10 @@
 """nselib/outlib.lua: list_sep and sorted_by_key, compared with Nmap's (and the structured
 output they are for)."""
-from nse_support import _lua_check_source, run, run_lua, run_lua_nmap
+from nse_support import LUA_OUTPUT, _lua_check_source, run, run_lua, run_lua_nmap
 
 BODY = r'''
 local outlib = require "outlib"
-local out = {}
-local function p(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  out[#out + 1] = table.concat(t, " | ")
-end
-local function keys(t)
+''' + LUA_OUTPUT + r'''local function keys(t)
   local ks = {}
   for k, v in pairs(t) do ks[#ks + 1] = tostring(k) .. "=" .. tostring(v) end
   return table.concat(ks, ",")

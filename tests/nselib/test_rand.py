@@ -1,16 +1,10 @@
 """nselib/rand.lua: character sets and random strings; the deterministic parts (sets, lengths,
 alphabets) compared with Nmap's."""
-from nse_support import run_lua, run_lua_nmap
+from nse_support import LUA_OUTPUT, run_lua, run_lua_nmap
 
 PRELUDE = r'''
 local rand = require "rand"
-local out = {}
-local function p(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  out[#out + 1] = table.concat(t, " | ")
-end
-local function try(f, ...)
+''' + LUA_OUTPUT + r'''local function try(f, ...)
   local r = table.pack(pcall(f, ...))
   if not r[1] then return "ERR " .. tostring(r[2]):gsub("^.-:%d+: ", "") end
   return type(r[2]) == "table" and "T" or tostring(r[2])

@@ -1,15 +1,9 @@
 """nselib/strbuf.lua: string buffers and their operators, compared with Nmap's."""
-from nse_support import run_lua, run_lua_nmap
+from nse_support import LUA_OUTPUT, run_lua, run_lua_nmap
 
 BODY = r'''
 local strbuf = require "strbuf"
-local out = {}
-local function p(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  out[#out + 1] = table.concat(t, " | ")
-end
-local function err(ok, e) if ok then return "ok" end return (tostring(e):gsub("^.-:%d+: ", "")) end
+''' + LUA_OUTPUT + r'''local function err(ok, e) if ok then return "ok" end return (tostring(e):gsub("^.-:%d+: ", "")) end
 local buf = strbuf.new()
 local buf2 = strbuf.new("hello")
 buf = buf .. "string"

@@ -1,5 +1,5 @@
 """nselib/strict.lua: undeclared reads and assignments raise, compared with Nmap's."""
-from nse_support import run_lua, run_lua_nmap
+from nse_support import LUA_OUTPUT, run_lua, run_lua_nmap
 
 MODULE = r'''
 local pcall, tostring, select, pairs, ipairs, getmetatable, rawset, table =
@@ -32,13 +32,7 @@ return results
 BODY = r'''
 package.path = LIBDIR .. "/?.lua;" .. package.path
 local strict = require "strict"
-local out = {}
-local function p(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  out[#out + 1] = table.concat(t, " | ")
-end
-local function err(ok, e) if ok then return "ok " .. tostring(e) end
+''' + LUA_OUTPUT + r'''local function err(ok, e) if ok then return "ok " .. tostring(e) end
   return (tostring(e):gsub("^.-:%d+: ", "")) end
 p(table.concat(require("strictmod_check"), "\n"))
 local withmt = setmetatable({}, {__index = {inherited = 1}})

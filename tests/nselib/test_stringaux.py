@@ -1,16 +1,10 @@
 """nselib/stringaux.lua: strjoin, strsplit, filename_escape and ipattern, compared with
 Nmap's."""
-from nse_support import run_lua, run_lua_nmap
+from nse_support import LUA_OUTPUT, run_lua, run_lua_nmap
 
 PRELUDE = r'''
 local sa = require "stringaux"
-local out = {}
-local function p(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  out[#out + 1] = table.concat(t, " | ")
-end
-local function show(t)
+''' + LUA_OUTPUT + r'''local function show(t)
   local r = {}
   for i, v in ipairs(t) do r[#r + 1] = "[" .. tostring(v) .. "]" end
   return #t .. ":" .. table.concat(r)
@@ -20,10 +14,6 @@ local function try(f, ...)
   if not r[1] then return "ERR " .. tostring(r[2]):gsub("^.-:%d+: ", "") end
   if type(r[2]) == "table" then return show(r[2]) end
   return tostring(r[2])
-end
-local function done()
-  return (table.concat(out, "\n"):gsub("[^\n\32-\126]",
-    function(c) return ("\\x%02X"):format(c:byte()) end))
 end
 '''
 

@@ -1,15 +1,9 @@
 """nselib/tableaux.lua: copies, keys, invert and contains, compared with Nmap's."""
-from nse_support import run_lua, run_lua_nmap
+from nse_support import LUA_OUTPUT, run_lua, run_lua_nmap
 
 PRELUDE = r'''
 local ta = require "tableaux"
-local out = {}
-local function p(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  out[#out + 1] = table.concat(t, " | ")
-end
-local function show(t)
+''' + LUA_OUTPUT + r'''local function show(t)
   local r = {}
   for i, v in ipairs(t) do r[#r + 1] = "[" .. tostring(v) .. "]" end
   return #t .. ":" .. table.concat(r)

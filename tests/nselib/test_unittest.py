@@ -1,16 +1,10 @@
 """nselib/unittest.lua: the assertion helpers, test suites and run_tests, compared with Nmap's."""
 import textwrap
 
-from nse_support import _lua_check_source, run, run_lua, run_lua_nmap
+from nse_support import LUA_OUTPUT, _lua_check_source, run, run_lua, run_lua_nmap
 
 PRELUDE = '''local u = require "unittest"
-local out = {}
-local function p(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  out[#out + 1] = table.concat(t, " | ")
-end
-'''
+''' + LUA_OUTPUT + r''''''
 
 ASSERTIONS = PRELUDE + '''
 p(u.equal(1,2)()) p(u.equal(1,1)()) p(u.equal(nil,5)()) p(u.equal(5,nil)())

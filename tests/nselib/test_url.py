@@ -1,16 +1,10 @@
 """nselib/url.lua: parsing, building, relative resolution, escaping and query strings,
 compared with Nmap's (where Nmap does not fail or mangle its output: see the last tests)."""
-from nse_support import run_lua, run_lua_nmap
+from nse_support import LUA_OUTPUT, run_lua, run_lua_nmap
 
 PRELUDE = r'''
 local url = require "url"
-local out = {}
-local function p(...)
-  local t = table.pack(...)
-  for i = 1, t.n do t[i] = tostring(t[i]) end
-  out[#out + 1] = table.concat(t, " | ")
-end
-local function dumpt(t)
+''' + LUA_OUTPUT + r'''local function dumpt(t)
   if type(t) ~= "table" then return tostring(t) end
   local ks = {}
   for k, v in pairs(t) do
@@ -33,10 +27,6 @@ local function try(f, ...)
   local r = table.pack(pcall(f, ...))
   if not r[1] then return "ERR " .. tostring(r[2]):gsub("^.-:%d+: ", "") end
   return tostring(r[2])
-end
-local function done()
-  return (table.concat(out, "\n"):gsub("[^\n\32-\126]",
-    function(c) return ("\\x%02X"):format(c:byte()) end))
 end
 '''
 
