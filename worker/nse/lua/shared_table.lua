@@ -82,17 +82,20 @@ end
 local counted, count    -- the proxy and result of the last #
 local missed, missed_key -- the proxy and key of the last read that found nothing
 
--- Writes ``value``'s contents (a plain table) into ``node`` in one transaction.
-local function fill(node, value, adopted)
+-- Runs ``write(...)`` (calls of put) as one transaction: all of it lands, or none.
+local function transaction(write, ...)
   checked(store.begin())
-  local ok, err = pcall(function()
-    for k, v in next, value do put(node, k, v, adopted) end
-  end)
+  local ok, err = pcall(write, ...)
   if not ok then
     store.abort()
     error(err, 0)
   end
   checked(store.commit())
+end
+
+-- Writes ``value``'s contents (a plain table) into ``node``.
+local function fill(node, value, adopted)
+  for k, v in next, value do put(node, k, v, adopted) end
 end
 
 meta.__index = function(p, key)
@@ -121,16 +124,10 @@ meta.__newindex = function(p, key, value)
     local child = checked(store.new_node())
     if create then child = checked(store.claim(node, key, child)) end
     adopted[value] = child
-    fill(child, value, adopted)
+    transaction(fill, child, value, adopted)
     if append then checked(store.append_node(node, key, child)) end
   else
-    checked(store.begin())
-    local ok, err = pcall(put, node, key, value, adopted)
-    if not ok then
-      store.abort()
-      error(err, 0)
-    end
-    checked(store.commit())
+    transaction(put, node, key, value, adopted)
   end
   adopt(adopted)
 end
