@@ -286,10 +286,10 @@ class ClusterRunner:
         """The scan's shared state (registry, locks, attempt counts) goes with the scan."""
         import redis
 
+        from worker.cluster.keys import scan_prefix, unlink_matching
+
         try:
-            keys = list(self.client.scan_iter(match=f"nsecluster:{self.scan_id}:*", count=1000))
-            for start in range(0, len(keys), 500):
-                self.client.unlink(*keys[start:start + 500])
+            unlink_matching(self.client, scan_prefix(self.scan_id) + "*")
         except redis.RedisError as exc:
             self.log(f"nsecluster: could not remove the scan's keys from Redis: {exc}")
 

@@ -15,6 +15,7 @@ import pytest
 import redis
 from nse_support import REPO
 
+from worker.cluster.keys import scan_prefix, unlink_matching
 from worker.cluster.sync import RedisSync
 from worker.nse.ops import Operations
 from worker.nsock.loop import EventLoop
@@ -24,9 +25,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 def delete_scan_keys(scan_id: str) -> None:
     client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"nsecluster:{scan_id}:*"))
-    if keys:
-        client.delete(*keys)
+    unlink_matching(client, scan_prefix(scan_id) + "*")
     client.close()
 
 
@@ -210,6 +209,7 @@ sys.path[:0] = [{repo!r}, {tests!r}]
 import redis
 from nse_support import NSELIB, host, run
 from worker.cluster.registry import RedisRegistry
+from worker.cluster.keys import scan_prefix, unlink_matching
 from worker.cluster.sync import RedisSync
 from worker.nse.engine import Engine, EngineOptions
 from worker.nsock.loop import EventLoop

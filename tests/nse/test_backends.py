@@ -8,6 +8,7 @@ import pytest
 import redis
 from nse_support import make_engine
 
+from worker.cluster.keys import scan_prefix, unlink_matching
 from worker.cluster.registry import RedisRegistry
 from worker.cluster.sync import RedisSync
 from worker.nse.api.base import ScriptError
@@ -40,9 +41,7 @@ def redis_sync(ops, request):
 
     def clean_up():
         backend.close()
-        keys = list(client.scan_iter(match=f"nsecluster:{scan}:*"))
-        if keys:
-            client.delete(*keys)
+        unlink_matching(client, scan_prefix(scan) + "*")
     request.addfinalizer(clean_up)
     return backend
 

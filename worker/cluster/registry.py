@@ -17,6 +17,7 @@ import uuid
 import msgpack
 import redis
 
+from worker.cluster.keys import scan_prefix, unlink_matching
 from worker.nse.api.base import ScriptError, lua_api
 from worker.nse.runtime import LUA_DIR
 
@@ -125,7 +126,7 @@ class RedisRegistry:
         """Serve scan ``scan_id`` from now on (a worker process runs many scans, one at a
         time; the tables scripts hold are proxies, so they follow)."""
         self.scan_id = scan_id
-        self._prefix = f"nsecluster:{scan_id}:reg:".encode()
+        self._prefix = f"{scan_prefix(scan_id)}reg:".encode()
 
     def lua_table(self, runtime):
         table = self._tables.get(id(runtime))
@@ -142,16 +143,7 @@ class RedisRegistry:
 
     def delete(self) -> int:
         """Remove the scan's registry; the number of Redis keys removed."""
-        removed = 0
-        batch = []
-        for key in self.client.scan_iter(match=self._prefix + b"*", count=500):
-            batch.append(key)
-            if len(batch) == 500:
-                removed += self.client.unlink(*batch)
-                batch.clear()
-        if batch:
-            removed += self.client.unlink(*batch)
-        return removed
+        return unlink_matching(self.client, self._prefix + b"*")
 
     def _key(self, node: bytes) -> bytes:
         return self._prefix + node

@@ -22,6 +22,7 @@ import uuid
 
 import redis
 
+from worker.cluster.keys import scan_prefix
 from worker.nse.api.base import ScriptError
 from worker.nse.api.sync import MemorySync
 
@@ -140,7 +141,7 @@ class RedisSync:
 
     def use_scan(self, scan_id: str) -> None:
         """Serve scan ``scan_id`` from now on; called between scans, when nothing is held."""
-        self._prefix = f"nsecluster:{scan_id}:sync:"
+        self._prefix = f"{scan_prefix(scan_id)}sync:"
 
     # -- names ------------------------------------------------------------------------------
     @staticmethod
