@@ -75,8 +75,7 @@ action = function(host, port)
   end
 
   if servers[1] then
-    -- As Nmap records it: control and 8-bit bytes of the product become dots.
-    port.version.product = string.gsub(servers[1], "[%c\128-\255]", ".")
+    port.version.product = servers[1]  -- set_port_version makes unprintable bytes dots
   end
   nmap.set_port_version(host, port, "hardmatched")
 
