@@ -6,7 +6,7 @@ import sys
 
 
 def run_script_help(args, environ: dict) -> int:
-    from worker.nse.engine import Engine
+    from worker.nse.engine import Engine, EngineOptions
     from worker.nse.selection import default_items, select_scripts
     from worker.nse.stage import ScriptSearch, load_selected
     from worker.nsock.loop import EventLoop
@@ -17,6 +17,7 @@ def run_script_help(args, environ: dict) -> int:
                             search.find_path, db_dir)
     engine = Engine(EventLoop(), log=lambda line: print(line, file=sys.stderr),
                     datapath=search.datapath, nselib_dirs=search.nselib_dirs())
+    engine.configure(EngineOptions())  # libraries read nmap.registry.args as they load
     for script in load_selected(engine, chosen, search, verbosity=0):
         print()
         print(script.id)

@@ -24,11 +24,9 @@ local concat = table.concat
 
 local _ENV = {}
 
---- Sleep for a given time, letting other threads run.
--- @param t Time to sleep, in seconds (fractions allowed).
-function sleep(t)
-  return nmap.socket.sleep(t)
-end
+-- sleep, new_thread, base, gettid, getid, getinfo, gethostport, isworker, silent_require:
+-- the engine's part (worker/nse/lua/stdnse_engine.lua), as in Nmap.
+for name, value in pairs(engine.stdnse) do _ENV[name] = value end
 
 local function thread_prefix(with_target)
   local id, label, _, ip, port, proto = engine.thread_info()
@@ -82,45 +80,6 @@ end
 function print_verbose(...)
   local message = log(nmap.verbosity(), table.pack(...))
   if message then nmap.log_write("stdout", message) end
-end
-
---- Run a function in a new worker thread of the calling script.
--- @param f The function.
--- @param ... Its arguments.
--- @return The worker's coroutine.
--- @return A function returning the worker's status and the error it died with, if any.
-function new_thread(f, ...)
-  return engine.new_thread(f, ...)
-end
-
---- The coroutine of the calling thread (the base of any coroutines it made).
-function base()
-  return engine.base()
-end
-
---- The calling thread's identifier.
-function gettid()
-  return engine.base()
-end
-
---- The id (name) of the calling script.
-function getid()
-  return (engine.thread_info())
-end
-
---- A description of the calling thread ("<id> M:<addr>" at debug level 2).
-function getinfo()
-  return select(2, engine.thread_info())
-end
-
---- The host and port tables of the calling script thread.
-function gethostport()
-  return engine.host_port()
-end
-
---- Whether the calling thread is a worker made by new_thread.
-function isworker()
-  return (select(3, engine.thread_info())) == true
 end
 
 --- Look up script arguments (the rules of nse-spec §3.2).
@@ -188,13 +147,6 @@ function output_table()
     end, nil, nil
   end
   return setmetatable({}, mt)
-end
-
---- Like require, but a missing module makes the calling script skip quietly.
-function silent_require(name)
-  local ok, module = pcall(require, name)
-  if not ok then error(engine.SILENT_REQUIRE, 0) end
-  return module
 end
 
 -- ---------------------------------------------------------------------------------------------

@@ -259,9 +259,15 @@ def run_ours(tmp_path: Path, body: str, profile, script_args: dict | None = None
     return run_lua(tmp_path, body, profile, name="http-check", **options)
 
 
+def _mask_port(text: str, port: int, mask: str) -> str:
+    """The port number where it stands alone: not the digits inside a longer number (a
+    body of "0123456789" served from port 4567)."""
+    return re.sub(rf"(?<!\d){port}(?!\d)", mask, text)
+
+
 def normal(text: str, *peers: HttpPeer) -> str:
     for i, peer in enumerate(peers):
-        text = text.replace(str(peer.port), f"PORT{i}")
+        text = _mask_port(text, peer.port, f"PORT{i}")
     return text
 
 
@@ -330,7 +336,7 @@ def assert_same_requests(nmap_peer: HttpPeer, our_peer: HttpPeer, volatile=()):
     """The same requests; each regular expression of ``volatile`` (a value that differs
     between two runs of Nmap, such as a time stamp) is masked first."""
     def text(peer):
-        joined = "\n".join(normal_requests(peer)).replace(str(peer.port), "PORT")
+        joined = _mask_port("\n".join(normal_requests(peer)), peer.port, "PORT")
         for pattern in volatile:
             joined = re.sub(pattern, "<volatile>", joined)
         return joined

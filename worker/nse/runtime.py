@@ -18,7 +18,7 @@ class LuaRuntime:
     """A Lua 5.4 state with the engine's kernel loaded (worker/nse/lua/kernel.lua)."""
 
     def __init__(self, bridge: dict):
-        import lupa.lua54 as lupa  # the script engine loads Lua only when scripts run
+        lupa = _import_lupa()
 
         self.lupa = lupa
         self.lua = lupa.LuaRuntime(encoding=None, unpack_returned_tuples=True,
@@ -46,29 +46,41 @@ class LuaRuntime:
         self.kernel.set_nmap7_view(nmap7)
         self.globals[b"nmap"] = nmap
         self.globals[b"package"][b"loaded"][b"nmap"] = nmap
-        # What nselib's stdnse needs from the engine (threads, the silent_require error).
+        # What stdnse needs from the engine (threads, sleep, silent_require); our nselib's
+        # stdnse reads it from here, an Nmap stdnse gets it set as it loads.
+        stdnse_part = self.load_file(LUA_DIR / "stdnse_engine.lua", self.kernel, nmap,
+                                     api_table[b"thread_info"])
         self.globals[b"package"][b"loaded"][b"nsecluster.engine"] = self.table({
-            "new_thread": self.kernel.new_worker, "base": self.kernel.base,
-            "host_port": self.kernel.host_port,
-            "thread_info": api["thread_info"], "SILENT_REQUIRE": self.kernel.SILENT_REQUIRE})
-        self.kernel.install_searcher(lambda name: _found(find_module(text(name))))
+            "stdnse": stdnse_part, "thread_info": api["thread_info"]})
+        self.kernel.install_searcher(lambda name: _found(find_module(text(name))),
+                                     stdnse_part)
         self.kernel.make_strict()
 
     def _install_cmodules(self) -> None:
-        """The modules Nmap builds in C (worker/nse/cmod), loaded on first ``require``. The
-        BIGNUM type is shared with certificate tables, so it is there from the start."""
-        from worker.nse.cmod import openssl, zlib
+        """The modules Nmap builds in C (nse-spec §10): ours in Python (worker/nse/cmod) and
+        LPeg, the real C library, from the system. Nmap also makes each a global."""
+        from worker.nse.cmod import lfs, openssl, zlib
 
         openssl_api = self.table(openssl.functions())
         self.kernel.bignum = self.load_file(LUA_DIR / "bignum.lua", self.kernel, openssl_api)
         parts = {"openssl": (openssl_api, self.kernel.bignum),
-                 "zlib": (self.table(zlib.functions()), self.table(zlib.CONSTANTS))}
-        preload = self.globals[b"package"][b"preload"]
+                 "zlib": (self.table(zlib.functions()), self.table(zlib.CONSTANTS)),
+                 "lfs": (self.table(lfs.functions()),)}
+        package = self.globals[b"package"]
         as_lua_function = self.lua.eval("function(f) return function() return f() end end")
         for name, args in parts.items():
             def loader(name=name, args=args):
                 return self.load_file(LUA_DIR / f"{name}.lua", self.kernel, *args)
-            preload[name.encode()] = as_lua_function(loader)  # require wants a Lua function
+            package[b"preload"][name.encode()] = as_lua_function(loader)  # a Lua function
+        lpeg = find_lpeg()
+        if lpeg is not None:
+            package[b"preload"][b"lpeg"] = package[b"loadlib"](
+                str(lpeg).encode(), b"luaopen_lpeg")
+        package[b"cpath"] = b""  # no other C module: none from the current directory
+        require = self.lua.eval("function(name) return (require(name)) end")  # module only
+        for name in (b"openssl", b"zlib", b"lfs", b"lpeg"):
+            if package[b"preload"][name] is not None:
+                self.globals[name] = require(name)
 
     def load_file(self, path: Path, *args):
         return self._load(path.read_bytes(), b"@" + str(path).encode(), *args)
@@ -94,6 +106,33 @@ class LuaRuntime:
 
     def is_function(self, value) -> bool:
         return self.lupa.lua_type(value) == "function"
+
+
+def _import_lupa():
+    """lupa's Lua 5.4 with its C API visible to C modules loaded later (LPeg links against
+    whichever Lua loaded it, as Lua modules do), so it is imported with RTLD_GLOBAL."""
+    import sys
+
+    module = sys.modules.get("lupa.lua54")
+    if module is None:
+        import lupa
+
+        with lupa.allow_lua_module_loading():
+            import lupa.lua54 as module
+    return module
+
+
+def find_lpeg() -> Path | None:
+    """The LPeg C module built for Lua 5.4 (Debian: lua-lpeg), or None."""
+    import sysconfig
+
+    triplet = sysconfig.get_config_var("MULTIARCH") or ""
+    for directory in (f"/usr/lib/{triplet}/lua/5.4", "/usr/local/lib/lua/5.4",
+                      "/usr/lib64/lua/5.4", "/usr/lib/lua/5.4"):
+        candidate = Path(directory) / "lpeg.so"
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _found(path):

@@ -277,7 +277,7 @@ end
 
 --- ``require`` looks in nselib directories first (nse-spec §1.3): ``find(name)`` gives the
 --- file of module ``name`` or nil.
-function K.install_searcher(find)
+function K.install_searcher(find, stdnse_part)
   table.insert(package.searchers, 1, function(name)
     local path = find(name)
     if not path then
@@ -285,6 +285,16 @@ function K.install_searcher(find)
     end
     local chunk, err = loadfile(path, "t")
     if not chunk then error(err, 0) end
+    if name == "stdnse" then  -- an Nmap stdnse expects the engine to add its own part
+      local load_stdnse = chunk
+      chunk = function(...)
+        local stdnse = load_stdnse(...)
+        for field, value in pairs(stdnse_part) do
+          if rawget(stdnse, field) == nil then rawset(stdnse, field, value) end
+        end
+        return stdnse
+      end
+    end
     return chunk, path
   end)
 end

@@ -1,0 +1,35 @@
+-- The part of stdnse that the engine supplies (in Nmap, nse_main and C): threads, sleep and
+-- silent_require. Our nselib's stdnse takes these; an Nmap data directory's stdnse gets
+-- them set on its module table when it loads (kernel.install_searcher).
+local K, nmap, thread_info = ...
+
+local error, pcall, require, select = error, pcall, require, select
+
+local part = {}
+
+--- Sleep for ``t`` seconds (fractions allowed), letting other threads run.
+function part.sleep(t) return nmap.socket.sleep(t) end
+--- A worker thread of the calling script running ``f(...)``: its coroutine, and a function
+--- returning its status and the error it died with, if any.
+function part.new_thread(f, ...) return K.new_worker(f, ...) end
+--- The coroutine of the calling thread (the base of any coroutines it made).
+function part.base() return K.base() end
+--- The calling thread's identifier.
+function part.gettid() return K.base() end
+--- The id (name) of the calling script.
+function part.getid() return (thread_info()) end
+--- A description of the calling thread ("<id> M:<addr>" at debug level 2).
+function part.getinfo() return select(2, thread_info()) end
+--- The host and port tables of the calling script thread.
+function part.gethostport() return K.host_port() end
+--- Whether the calling thread is a worker made by new_thread.
+function part.isworker() return (select(3, thread_info())) == true end
+
+--- Like require, but a missing module makes the calling script skip quietly (nse-spec §1.3).
+function part.silent_require(name)
+  local ok, module = pcall(require, name)
+  if not ok then error(K.SILENT_REQUIRE, 0) end
+  return module
+end
+
+return part
