@@ -67,8 +67,6 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
     if not ping_only and ports.count("tcp") == 0:
         raise UserError("No TCP ports to scan: the port list selects none for -sT")
 
-    if not args.targets and not args.input_file:
-        raise UserError("no targets given (see 'nsecluster scan --help')")
     validate_tokens(args.targets, 6 if args.ipv6 else None)
     for text in args.exclude:
         parse_excludes(text)
@@ -87,6 +85,9 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
         "max_parallelism": args.max_parallelism,
     })
     script_options = _script_options(args, datapath)
+    if not args.targets and not args.input_file and script_options is None:
+        # With scripts, as in Nmap: their pre- and post-scan phases run, 0 hosts are scanned.
+        raise UserError("no targets given (see 'nsecluster scan --help')")
     options = ScanOptions(
         ports=ports,
         scan_type="none" if ping_only else "syn" if syn else "connect",

@@ -404,3 +404,20 @@ def test_host_timeout_and_silent_hosts_in_the_report(netns):
     assert "Host: 127.0.0.80 ()\tStatus: Down" in down.stdout
     assert "Host: 127.0.0.1 ()\tStatus: Up" in down.stdout
     assert "(1 host up)" in down.stdout
+
+
+def test_scripts_without_targets_run_their_prerules_as_nmap_does(tmp_path, nmap_path):
+    script = tmp_path / "pre-only.nse"
+    script.write_text('description = "x"\ncategories = {"safe"}\n'
+                      'prerule = function() return true end\n'
+                      'action = function() return "prerule ran" end\n')
+    ours = run_nsecluster("scan", "-n", "--script", str(script))
+    theirs = subprocess.run([nmap_path, "-n", "--script", str(script)], capture_output=True,
+                            text=True, timeout=60)
+    for done in (ours, theirs):
+        assert done.returncode == 0, done.stderr
+        assert "Pre-scan script results:\n|_pre-only: prerule ran\n" in done.stdout
+        assert "WARNING: No targets were specified, so 0 hosts scanned." in done.stderr
+    without_scripts = run_nsecluster("scan", "-n", "-p", "80")
+    assert without_scripts.returncode == 1
+    assert without_scripts.stderr == "nsecluster: no targets given (see 'nsecluster scan --help')\n"
