@@ -134,6 +134,14 @@ def _add_scan_options(scan: argparse.ArgumentParser) -> None:
                    help="only show open (or possibly open) ports")
     g.add_argument("--datadir", metavar="DIR", help="look for Nmap data files in DIR first")
 
+    g = scan.add_argument_group("privilege")  # as Nmap's; the last of the two given wins
+    g.add_argument("--privileged", dest="privilege", action="store_const", const="privileged",
+                   help="assume raw packets may be sent (nmap.is_privileged() is true)")
+    g.add_argument("--unprivileged", dest="privilege", action="store_const",
+                   const="unprivileged",
+                   help="assume no raw-packet privileges: no raw scans, nmap.is_privileged() "
+                        "is false")
+
     g = scan.add_argument_group("cluster")
     g.add_argument("--broker", metavar="URL",
                    help="run on the workers of this Redis broker, e.g. redis://HOST:6379/0 "

@@ -101,6 +101,7 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
         debugging=args.debugging,
         datadir=args.datadir,
         scripts=script_options,
+        privilege=getattr(args, "privilege", None) or "auto",
     )
     broker = args.broker or environ.get("NSECLUSTER_BROKER") or None
     if script_options is not None and broker is None:

@@ -20,9 +20,11 @@ from worker.protocol import RAW_SCAN_TYPES, HostResult
 
 def run_scan_command(args, command_line: str, environ: dict) -> int:
     plan = build_plan(args, command_line, environ)
-    if plan.options.scan_type in RAW_SCAN_TYPES and not plan.broker:
+    told_unprivileged = plan.options.privilege == "unprivileged"
+    if plan.options.scan_type in RAW_SCAN_TYPES and (told_unprivileged or not plan.broker):
         from worker.nsock.raw import raw_sockets_allowed
-        if not raw_sockets_allowed():  # Nmap quits too; a cluster sends it to privileged workers
+        # Nmap quits too; without --unprivileged a cluster sends it to privileged workers
+        if told_unprivileged or not raw_sockets_allowed():
             raise UserError("You requested a scan type which requires root privileges (-sS "
                             "needs raw sockets: run as root or with CAP_NET_RAW, or use -sT)")
     for warning in plan.warnings:

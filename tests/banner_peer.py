@@ -198,7 +198,8 @@ def scan(tool: str, tmp_path: Path, targets, ports, script: str, args: str | Non
         done = subprocess.run([nmap, "--unprivileged", *common, "-oX", str(xml_path)],
                               capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
     else:
-        done = run_nsecluster("scan", *common, "-oX", str(xml_path), timeout=timeout)
+        done = run_nsecluster("scan", "--unprivileged", *common, "-oX", str(xml_path),
+                              timeout=timeout)
     taken = time.monotonic() - started
     assert done.returncode == 0, done.stderr
     script_id = Path(script).stem if script.endswith(".nse") else script

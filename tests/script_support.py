@@ -57,7 +57,8 @@ def run_both(tmp_path: Path, script: str, port: int | None, target: str = "127.0
     done = subprocess.run([nmap, "--unprivileged", *common, "-oX", str(theirs_xml)],
                           capture_output=True, text=True, timeout=timeout, cwd=tmp_path)
     theirs = _script_result(theirs_xml, script, port, done.stdout)
-    mine = run_nsecluster("scan", *common, "-oX", str(ours_xml), timeout=timeout)
+    mine = run_nsecluster("scan", "--unprivileged", *common, "-oX", str(ours_xml),
+                          timeout=timeout)
     assert mine.returncode == 0, mine.stderr
     ours = _script_result(ours_xml, script, port, mine.stdout)
     return ours, theirs

@@ -22,6 +22,8 @@ PORT_STATES = (
 PROTOCOLS = ("tcp", "udp", "sctp")
 SCAN_TYPES = ("connect", "syn", "none")
 RAW_SCAN_TYPES = ("syn",)  # need raw sockets: privileged workers only
+# --privileged / --unprivileged, or "auto": the worker's own raw-socket ability decides.
+PRIVILEGE_MODES = ("auto", "privileged", "unprivileged")
 
 
 class ProtocolError(ValueError):
@@ -146,6 +148,7 @@ class ScanOptions:
     debugging: int = 0
     datadir: str | None = None  # --datadir: this worker's Nmap data searched there first
     scripts: ScriptOptions | None = None  # None: no script scan
+    privilege: str = "auto"  # one of PRIVILEGE_MODES: what nmap.is_privileged() answers
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,6 +453,7 @@ def _options_to_wire(o: ScanOptions) -> dict:
             "timeout_ms": o.scripts.timeout_ms, "trace": o.scripts.trace,
             "script_scan": o.scripts.script_scan, "version_scan": o.scripts.version_scan},
         "datadir": o.datadir,
+        "privilege": o.privilege,
     }
 
 
@@ -479,6 +483,9 @@ def _options_from_wire(r: _Reader) -> ScanOptions:
         raise ProtocolError(f"options.reverse_dns: unknown mode {reverse_dns!r}")
     discovery_ports = tuple(_ranges_from_wire([[p, p] for p in r.list("discovery_ports")],
                                               "options.discovery_ports"))
+    privilege = r.str("privilege", optional=True) or "auto"
+    if privilege not in PRIVILEGE_MODES:
+        raise ProtocolError(f"options.privilege: unknown mode {privilege!r}")
     return ScanOptions(
         ports=PortSet(tcp=_ranges_from_wire(ports.list("tcp"), "options.ports.tcp"),
                       udp=_ranges_from_wire(ports.list("udp"), "options.ports.udp")),
@@ -495,6 +502,7 @@ def _options_from_wire(r: _Reader) -> ScanOptions:
         debugging=r.int("debugging"),
         datadir=r.str("datadir", optional=True),
         scripts=_script_options_from_wire(r.data.get("scripts")),
+        privilege=privilege,
     )
 
 

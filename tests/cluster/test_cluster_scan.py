@@ -76,6 +76,14 @@ action = function(host)
 end
 """
 
+PRIVILEGE_SCRIPT = """
+local nmap = require "nmap"
+description = "Prints nmap.is_privileged() as the worker running it answers."
+categories = {"safe"}
+hostrule = function() return true end
+action = function(host) return tostring(nmap.is_privileged()) end
+"""
+
 
 class Workers:
     def __init__(self, datadir: Path, logs: Path, broker: str = BROKER):
@@ -124,7 +132,8 @@ def cluster(tmp_path_factory):
     datadir = tmp_path_factory.mktemp("worker-datadir")
     (datadir / "scripts").mkdir()
     for name, source in (("count-hosts", COUNTER_SCRIPT), ("slow-host", SLOW_SCRIPT),
-                         ("poison", POISON_SCRIPT), ("raw-probe", RAW_SCRIPT)):
+                         ("poison", POISON_SCRIPT), ("raw-probe", RAW_SCRIPT),
+                         ("privilege-check", PRIVILEGE_SCRIPT)):
         (datadir / "scripts" / f"{name}.nse").write_text(source)
     workers = Workers(datadir, tmp_path_factory.mktemp("logs"))
     workers.start()
@@ -303,6 +312,21 @@ def test_a_privileged_worker_without_raw_sockets_says_what_is_missing():
     assert done.returncode == 1
     assert done.stderr.startswith("nsecluster: --privileged: this process cannot open raw "
                                   "sockets (Operation not permitted)")
+
+
+@pytest.mark.parametrize("flags, expected", [((), "true"), (("--unprivileged",), "false")])
+def test_the_workers_privilege_counts_not_the_coordinators(cluster, tmp_path, flags, expected):
+    """The coordinator may not open raw sockets; the (root) workers may: is_privileged() is
+    theirs, unless the scan says --unprivileged."""
+    command = ["setpriv", "--inh-caps=-all", "--bounding-set=-net_raw,-net_admin",
+               sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
+               "--script", "privilege-check", "--broker", BROKER, *flags, "127.0.77.1",
+               "-oX", str(tmp_path / "out.xml")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    (_, _, scripts), = xml_hosts(tmp_path / "out.xml")["hosts"].values()
+    assert scripts == [("privilege-check", expected)]
 
 
 def scan_id_from(process: subprocess.Popen, limit_s: float = 30) -> str:

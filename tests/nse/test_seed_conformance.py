@@ -258,7 +258,8 @@ def run_ours(farm: Farm, profile: str, names=SCRIPTS, *extra) -> Run:
     else:
         scripts = [farm.datadir / "scripts" / f"{n}.nse" for n in names]
         datadir = ("--datadir", farm.datadir)
-    proc = run_nsecluster("scan", *datadir, *scan_options(farm, scripts, *extra),
+    proc = run_nsecluster("scan", "--unprivileged", *datadir,
+                          *scan_options(farm, scripts, *extra),
                           "-oX", xml_path, timeout=60)
     return finish(proc, xml_path)
 

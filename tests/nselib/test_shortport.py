@@ -364,7 +364,8 @@ def test_a_portrule_finds_tls_on_an_unusual_port_as_nmap_does(tmp_path, peers, n
     common = ["-n", "-Pn", "-p", f"{tls},{plain}", "--script", str(script)]
     subprocess.run([nmap_path, "--unprivileged", "-sT", *common, "-oX", str(tmp_path / "n.xml"),
                     "127.0.0.1"], capture_output=True, text=True, timeout=120, check=True)
-    done = run_nsecluster("scan", "-sT", *common, "-oX", tmp_path / "o.xml", "127.0.0.1")
+    done = run_nsecluster("scan", "--unprivileged", "-sT", *common, "-oX", tmp_path / "o.xml",
+                          "127.0.0.1")
     assert done.returncode == 0, done.stderr
     theirs = script_outputs(tmp_path / "n.xml")
     assert theirs == {tls: "true ping\n ssl"}

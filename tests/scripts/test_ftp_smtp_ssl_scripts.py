@@ -121,7 +121,8 @@ def scan_both(tmp_path: Path, extra=()) -> tuple[dict, dict]:
                                   capture_output=True, text=True, timeout=120, cwd=tmp_path)
 
         def ours():
-            return run_nsecluster("scan", *common, "-oX", str(ours_xml), timeout=120)
+            return run_nsecluster("scan", "--unprivileged", *common, "-oX", str(ours_xml),
+                                  timeout=120)
 
         with ThreadPoolExecutor(2) as pool:
             nmap_run, our_run = pool.submit(theirs), pool.submit(ours)

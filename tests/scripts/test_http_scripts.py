@@ -314,7 +314,8 @@ def scan_both(directory: Path, *options: str) -> tuple[dict, dict, float]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             errors="replace", cwd=directory, timeout=120)
     err = theirs.stderr
-    mine = run_nsecluster("scan", *common, "-oX", str(ours_xml), timeout=120)
+    mine = run_nsecluster("scan", "--unprivileged", *common, "-oX", str(ours_xml),
+                          timeout=120)
     elapsed = time.monotonic() - started
     assert mine.returncode == 0, mine.stderr
     assert theirs.returncode == 0, err

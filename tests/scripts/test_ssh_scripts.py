@@ -69,7 +69,8 @@ def scan_both(tmp_path: Path, targets: str, scripts: str, args: str | None = Non
     theirs_xml, ours_xml = tmp_path / f"{name}-nmap.xml", tmp_path / f"{name}-ours.xml"
     subprocess.run([nmap, "--unprivileged", *common, "-oX", str(theirs_xml)],
                    capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    mine = run_nsecluster("scan", *common, "-oX", str(ours_xml), timeout=120)
+    mine = run_nsecluster("scan", "--unprivileged", *common, "-oX", str(ours_xml),
+                          timeout=120)
     assert mine.returncode == 0, mine.stderr
     return results(ours_xml), results(theirs_xml)
 

@@ -36,7 +36,7 @@ def sample_job():
                                 randomize_ports=False, host_discovery=False,
                                 reverse_dns="always", dns_servers=("127.0.0.53",),
                                 timing=Timing(level=4, max_retries=2, min_rate=10.5),
-                                verbosity=2, debugging=1))
+                                verbosity=2, debugging=1, privilege="unprivileged"))
 
 
 def sample_result():
@@ -99,6 +99,7 @@ def test_other_versions_and_kinds_are_refused():
     (("options", "scan_type"), "xmas"),
     (("options", "timing", "max_retries"), "ten"),
     (("options", "dns_servers"), ["dns.example"]),
+    (("options", "privilege"), "root"),
     (("group",), True),
 ])
 def test_malformed_jobs_name_the_field(path, bad):
