@@ -134,6 +134,13 @@ def _add_scan_options(scan: argparse.ArgumentParser) -> None:
                    help="only show open (or possibly open) ports")
     g.add_argument("--datadir", metavar="DIR", help="look for Nmap data files in DIR first")
 
+    g = scan.add_argument_group("raw packets")
+    g.add_argument("-e", dest="interface", metavar="IFACE",
+                   help="send raw packets (discovery, -sS) through this network interface")
+    g.add_argument("--spoof-mac", metavar="MAC|0|PREFIX|VENDOR",
+                   help="source MAC address of the Ethernet frames sent (ARP discovery): an "
+                        "address, 0 (random), a prefix or a vendor name (random rest)")
+
     g = scan.add_argument_group("cluster")
     g.add_argument("--broker", metavar="URL",
                    help="run on the workers of this Redis broker, e.g. redis://HOST:6379/0 "

@@ -144,7 +144,7 @@ class ScriptStage:
             timing_level=timing.level, script_timeout_ms=script_timeout,
             host_timeout_ms=timing.host_timeout_ms, min_parallelism=timing.min_parallelism,
             max_parallelism=timing.max_parallelism, trace=config.trace,
-            script_args=parse_args(options))
+            script_args=parse_args(options), interface=options.interface)
         engine.configure(self.engine_options)
         chosen = select(options, search)
         for warning in chosen.warnings:  # e.g. a script.db entry whose file is missing
