@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from worker.nse.netinfo import interface_mac, link_type, route_to
 from worker.nsock.loop import EventLoop
-from worker.scan.prober import Prober
+from worker.scan.prober import RawProber
 from worker.scan.syn import _checksum
 from worker.scan.ultra import Probe, UltraScan
 
@@ -214,6 +214,19 @@ def read_ip_answer(packet: bytes) -> Answer | None:
 # The prober
 
 
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESTAMP_SPACE = socket.CMSG_SPACE(16)
+
+
+def _receive_time(ancillary) -> int:
+    """Nanoseconds of a packet's arrival from its SCM_TIMESTAMPNS message (0 without)."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack_from("qq", data)
+            return seconds * 1_000_000_000 + nanoseconds
+    return 0
+
+
 class HostAnswer(NamedTuple):
     reason: str
     ttl: int
@@ -226,7 +239,7 @@ def _bind_to_device(sock: socket.socket, interface: str, source: str | None) -> 
         sock.bind((source, 0))
 
 
-class PingProber(Prober):
+class PingProber(RawProber):
     """Drives one discovery UltraScan whose "ports" are PingProbes; host keys are addresses.
     ``answers`` holds, for every host found up, the reason, TTL and (ARP) hardware address."""
 
@@ -243,7 +256,6 @@ class PingProber(Prober):
         self._keys = random.getrandbits(32)
         self._sequence = 0
         self._packed: dict[str, bytes] = {}
-        self._waiting: dict[tuple[bytes, tuple], Probe] = {}
         self._ip_sockets: dict[int, socket.socket] = {}  # protocol -> raw socket
         self._arp_sockets: dict[str, socket.socket] = {}  # interface -> AF_PACKET socket
         self._opened: list[socket.socket] = []
@@ -256,11 +268,12 @@ class PingProber(Prober):
             self._opened.append(sock)
             sock.setblocking(False)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             if self.interface is not None:
                 own = interface_ipv4(self.interface)
                 _bind_to_device(sock, self.interface, own[0] if own else None)
             self._ip_sockets[protocol] = sock
-            self.loop.watch(sock.fileno(), on_read=functools.partial(self._ip_readable, sock))
+            self.loop.watch(sock.fileno(), on_read=self._ip_readable)
         return sock
 
     def _arp_socket(self, interface: str) -> socket.socket:
@@ -306,15 +319,18 @@ class PingProber(Prober):
             packed = self._packed[address] = socket.inet_aton(address)
         return packed
 
-    def _key(self, probe: Probe) -> tuple:
+    def _wait_key(self, probe: Probe) -> tuple[bytes, tuple]:
+        """(target, what the answer carries): read_ip_answer's key, or ("arp",)."""
         ping: PingProbe = probe.port
         if ping.kind == "tcp-syn":
-            return ("tcp", self.syn_port, ping.port)
-        if ping.kind == "tcp-ack":
-            return ("tcp", self.ack_port, ping.port)
-        if ping.kind == "arp":
-            return ("arp",)
-        return (ping.kind, self.ident)
+            key = ("tcp", self.syn_port, ping.port)
+        elif ping.kind == "tcp-ack":
+            key = ("tcp", self.ack_port, ping.port)
+        elif ping.kind == "arp":
+            key = ("arp",)
+        else:
+            key = (ping.kind, self.ident)
+        return (self._target(probe.host.key), key)
 
     def _launch(self, probe: Probe) -> None:
         address = probe.host.key
@@ -347,24 +363,25 @@ class PingProber(Prober):
             reason = "net-unreach" if exc.errno == 101 else "host-unreach"
             self._finish_probe(probe, "filtered", reason)
             return
-        probe.handle = self.loop.call_later(self.scan.timeout_ms(probe.host),
-                                            functools.partial(self._on_timeout, probe))
-        key = (theirs, self._key(probe))
-        previous = self._waiting.get(key)
-        if previous is not None and previous is not probe:
-            self._close(previous)  # a retry replaces the try before it
-        self._waiting[key] = probe
+        self._await_answer(probe)
 
     # -- answers ----------------------------------------------------------------------------
-    def _ip_readable(self, sock: socket.socket) -> None:
+    def _ip_readable(self) -> None:
+        """Answers from every raw socket at once, in the order they reached the machine (the
+        kernel's receive time), so the first answer wins whichever socket it came in on."""
         if self._closed:
             return
+        received = []
+        for each in self._ip_sockets.values():
+            for _ in range(_RECEIVE_BURST):
+                try:
+                    packet, ancillary, _, _ = each.recvmsg(576, _TIMESTAMP_SPACE)
+                except OSError:  # BlockingIOError: nothing more for now
+                    break
+                received.append((_receive_time(ancillary), len(received), packet))
+        received.sort()
         answered = False
-        for _ in range(_RECEIVE_BURST):
-            try:
-                packet = sock.recv(576)
-            except OSError:  # BlockingIOError: nothing more for now
-                break
+        for _, _, packet in received:
             answer = read_ip_answer(packet)
             if answer is None:
                 continue
@@ -409,39 +426,23 @@ class PingProber(Prober):
         if host.up and not was_up:
             self.answers[host.key] = HostAnswer(reason, ttl, mac)
 
-    def _on_timeout(self, probe: Probe) -> None:
-        probe.handle = None
-        key = (self._target(probe.host.key), self._key(probe))
-        if self._waiting.get(key) is probe:
-            del self._waiting[key]
-        self.scan.on_timeout(probe, self.loop.now_ms())
-        self._queue_pump()
-
-    def _cancel_timer(self, probe: Probe) -> None:
-        timer, probe.handle = probe.handle, None
-        if timer is not None:
-            timer.cancel()
-
-    def _close(self, probe: Probe) -> None:
-        self._cancel_timer(probe)
-        key = (self._target(probe.host.key), self._key(probe))
-        if self._waiting.get(key) is probe:
-            del self._waiting[key]
-
 
 # --------------------------------------------------------------------------------------------
 # One host group's privileged discovery
 
 
 def raw_ping_wanted(options) -> bool:
-    """Discovery is privileged when this process may send raw packets; with -Pn, a raw port
-    scan still ARPs its directly connected hosts (their frames need the address)."""
+    """Discovery is privileged when this process may send raw packets (unless told otherwise
+    by $NMAP_UNPRIVILEGED, as Nmap is); with -Pn, a raw port scan still ARPs its directly
+    connected hosts (their frames need the address)."""
+    import os
+
     from worker.nsock.raw import raw_sockets_allowed
     from worker.protocol import RAW_SCAN_TYPES
 
     if not options.host_discovery and options.scan_type not in RAW_SCAN_TYPES:
         return False
-    return raw_sockets_allowed()
+    return not os.environ.get("NMAP_UNPRIVILEGED") and raw_sockets_allowed()
 
 
 class RawPing:
