@@ -264,31 +264,42 @@ class PingProber(RawProber):
     def _ip_socket(self, protocol: int) -> socket.socket:
         sock = self._ip_sockets.get(protocol)
         if sock is None:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, protocol)
-            self._opened.append(sock)
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-            if self.interface is not None:
-                own = interface_ipv4(self.interface)
-                _bind_to_device(sock, self.interface, own[0] if own else None)
-            self._ip_sockets[protocol] = sock
-            self.loop.watch(sock.fileno(), on_read=self._ip_readable)
+            sock = self._ip_sockets[protocol] = self._opening(
+                socket.AF_INET, protocol, self._setup_ip, self._ip_readable)
         return sock
+
+    def _setup_ip(self, sock: socket.socket) -> None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        if self.interface is not None:
+            own = interface_ipv4(self.interface)
+            _bind_to_device(sock, self.interface, own[0] if own else None)
 
     def _arp_socket(self, interface: str) -> socket.socket:
         sock = self._arp_sockets.get(interface)
         if sock is None:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
-            self._opened.append(sock)
+            def setup(sock):
+                sock.bind((interface, ETH_P_ARP))
+                if self.spoof_mac is not None:  # replies go to the spoofed address: take them
+                    index = socket.if_nametoindex(interface)
+                    sock.setsockopt(_SOL_PACKET, _PACKET_ADD_MEMBERSHIP,
+                                    struct.pack("iHH8s", index, _PACKET_MR_PROMISC, 0, b""))
+
+            sock = self._arp_sockets[interface] = self._opening(
+                socket.AF_PACKET, socket.htons(ETH_P_ARP), setup, self._arp_readable)
+        return sock
+
+    def _opening(self, family: int, protocol: int, setup, on_read) -> socket.socket:
+        """A non-blocking raw socket, set up and watched; closed again if setting up fails."""
+        sock = socket.socket(family, socket.SOCK_RAW, protocol)
+        try:
             sock.setblocking(False)
-            sock.bind((interface, ETH_P_ARP))
-            if self.spoof_mac is not None:  # replies go to the spoofed address: take them in
-                index = socket.if_nametoindex(interface)
-                sock.setsockopt(_SOL_PACKET, _PACKET_ADD_MEMBERSHIP,
-                                struct.pack("iHH8s", index, _PACKET_MR_PROMISC, 0, b""))
-            self._arp_sockets[interface] = sock
-            self.loop.watch(sock.fileno(), on_read=functools.partial(self._arp_readable, sock))
+            setup(sock)
+        except OSError:
+            sock.close()
+            raise
+        self._opened.append(sock)
+        self.loop.watch(sock.fileno(), on_read=on_read)
         return sock
 
     def run(self) -> None:
@@ -302,15 +313,23 @@ class PingProber(RawProber):
             self._opened.clear()
 
     def _open_sockets(self) -> None:
+        """A socket that cannot open here (e.g. a device that went away) fails again at its
+        first send, where the probe is reported like any send error."""
         kinds = {probe.kind for host in self.scan.hosts for probe in host.pending}
+        opening = []
         if "arp" in kinds:
-            for host in self.scan.hosts:
-                if ARP_PROBE in host.pending:
-                    self._arp_socket(self.routes[host.key].interface)
+            interfaces = {self.routes[host.key].interface for host in self.scan.hosts
+                          if ARP_PROBE in host.pending}
+            opening += [functools.partial(self._arp_socket, name) for name in interfaces]
         if kinds & {"icmp-echo", "icmp-timestamp"}:
-            self._ip_socket(socket.IPPROTO_ICMP)
+            opening.append(functools.partial(self._ip_socket, socket.IPPROTO_ICMP))
         if kinds & {"tcp-syn", "tcp-ack"}:
-            self._ip_socket(socket.IPPROTO_TCP)
+            opening.append(functools.partial(self._ip_socket, socket.IPPROTO_TCP))
+        for open_socket in opening:
+            try:
+                open_socket()
+            except OSError:
+                pass
 
     # -- sending ----------------------------------------------------------------------------
     def _target(self, address: str) -> bytes:
@@ -396,15 +415,18 @@ class PingProber(RawProber):
         if answered:
             self._queue_pump()
 
-    def _arp_readable(self, sock: socket.socket) -> None:
+    def _arp_readable(self) -> None:
         if self._closed:
             return
+        frames = []
+        for sock in self._arp_sockets.values():
+            for _ in range(_RECEIVE_BURST):
+                try:
+                    frames.append(sock.recv(128))
+                except OSError:  # BlockingIOError: nothing more for now
+                    break
         answered = False
-        for _ in range(_RECEIVE_BURST):
-            try:
-                frame = sock.recv(128)
-            except OSError:
-                break
+        for frame in frames:
             reply = read_arp_reply(frame)
             if reply is None:
                 continue
