@@ -227,6 +227,18 @@ def _receive_time(ancillary) -> int:
     return 0
 
 
+def _drain(sockets, receive) -> list:
+    """What ``receive(sock)`` reads from each socket, a burst at most, without waiting."""
+    got = []
+    for sock in sockets:
+        for _ in range(_RECEIVE_BURST):
+            try:
+                got.append(receive(sock))
+            except OSError:  # BlockingIOError: nothing more for now
+                break
+    return got
+
+
 class HostAnswer(NamedTuple):
     reason: str
     ttl: int
@@ -390,14 +402,9 @@ class PingProber(RawProber):
         kernel's receive time), so the first answer wins whichever socket it came in on."""
         if self._closed:
             return
-        received = []
-        for each in self._ip_sockets.values():
-            for _ in range(_RECEIVE_BURST):
-                try:
-                    packet, ancillary, _, _ = each.recvmsg(576, _TIMESTAMP_SPACE)
-                except OSError:  # BlockingIOError: nothing more for now
-                    break
-                received.append((_receive_time(ancillary), len(received), packet))
+        received = [(_receive_time(ancillary), order, packet) for order, (packet, ancillary, _, _)
+                    in enumerate(_drain(self._ip_sockets.values(),
+                                        lambda sock: sock.recvmsg(576, _TIMESTAMP_SPACE)))]
         received.sort()
         answered = False
         for _, _, packet in received:
@@ -418,15 +425,8 @@ class PingProber(RawProber):
     def _arp_readable(self) -> None:
         if self._closed:
             return
-        frames = []
-        for sock in self._arp_sockets.values():
-            for _ in range(_RECEIVE_BURST):
-                try:
-                    frames.append(sock.recv(128))
-                except OSError:  # BlockingIOError: nothing more for now
-                    break
         answered = False
-        for frame in frames:
+        for frame in _drain(self._arp_sockets.values(), lambda sock: sock.recv(128)):
             reply = read_arp_reply(frame)
             if reply is None:
                 continue
