@@ -149,7 +149,7 @@ def _raw_packet_options(args, options: ScanOptions, datapath: DataPath,
         return options, ()
     notices = []
     if interface is not None and check_interface:
-        from worker.scan.ping import interface_ipv4
+        from worker.nse.netinfo import interface_ipv4
 
         if interface_ipv4(interface) is None:
             raise UserError(f"I cannot figure out what source address to use for device "

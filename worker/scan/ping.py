@@ -24,7 +24,13 @@ import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from worker.nse.netinfo import interface_mac, link_type, route_to
+from worker.nse.netinfo import (
+    interface_ipv4,
+    interface_mac,
+    link_type,
+    local_addresses,
+    route_to,
+)
 from worker.nsock.loop import EventLoop
 from worker.scan.prober import RawProber
 from worker.scan.syn import _checksum
@@ -72,27 +78,11 @@ class PingRoute:
     local: bool  # this machine itself: no probe needed
 
 
-def interface_ipv4(name: str) -> tuple[str, int] | None:
-    """(address, prefix length) of interface ``name``'s IPv4 address, or None."""
-    from worker.nse.netinfo import interface_info
-
-    info = interface_info(name, 4)
-    if info is None or "address" not in info:
-        return None
-    return info["address"], int(info.get("netmask", 32))
-
-
-def _own_addresses() -> set[str]:
-    from worker.nse.netinfo import _addresses_by_interface
-
-    return set(_addresses_by_interface())
-
-
 def ping_route(address: str, interface: str | None = None) -> PingRoute:
     ip = ipaddress.ip_address(address)
     if interface is None:
         route = route_to(address)
-        local = ip.is_loopback or address in _own_addresses() or route.interface == "lo"
+        local = ip.is_loopback or address in local_addresses() or route.interface == "lo"
         return PingRoute(route.source, route.interface, bool(route.directly_connected), local)
     # -e: everything leaves through that interface, from its address
     own = interface_ipv4(interface)
