@@ -142,6 +142,13 @@ def _add_scan_options(scan: argparse.ArgumentParser) -> None:
                    help="assume no raw-packet privileges: no raw scans, nmap.is_privileged() "
                         "is false")
 
+    g = scan.add_argument_group("raw packets")
+    g.add_argument("-e", dest="interface", metavar="IFACE",
+                   help="send raw packets (discovery, -sS) through this network interface")
+    g.add_argument("--spoof-mac", metavar="MAC|0|PREFIX|VENDOR",
+                   help="source MAC address of the Ethernet frames sent (ARP discovery): an "
+                        "address, 0 (random), a prefix or a vendor name (random rest)")
+
     g = scan.add_argument_group("cluster")
     g.add_argument("--broker", metavar="URL",
                    help="run on the workers of this Redis broker, e.g. redis://HOST:6379/0 "

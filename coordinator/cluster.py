@@ -87,6 +87,9 @@ class ClusterRunner:
                  f"'nsecluster status {self.scan_id}' shows it")
         if self.options.scan_type in RAW_SCAN_TYPES:
             self._route_to_privileged_workers([], why="-sS")
+        elif self.options.interface or self.options.spoof_mac:  # they are about raw packets
+            self._route_to_privileged_workers([], why="-e" if self.options.interface
+                                              else "--spoof-mac")
         if self.options.scripts is not None:
             # The pre-scan phase runs now: a worker that cannot select or load the scripts
             # stops the scan before any output is opened, as in the embedded default.

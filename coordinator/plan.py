@@ -41,6 +41,7 @@ class ScanPlan:
     services: ServiceTable = dataclasses.field(compare=False, repr=False)
     warnings: tuple[str, ...] = ()
     broker: str | None = None  # --broker / $NSECLUSTER_BROKER: run on the cluster
+    notices: tuple[str, ...] = ()  # screen-only lines after "Starting" (e.g. Spoofing MAC)
 
     @property
     def interactive(self) -> bool:
@@ -104,6 +105,7 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
         privilege=getattr(args, "privilege", None) or "auto",
     )
     broker = args.broker or environ.get("NSECLUSTER_BROKER") or None
+    options, notices = _raw_packet_options(args, options, datapath, check_interface=not broker)
     if script_options is not None and broker is None:
         _check_scripts(options, environ)  # a cluster's workers check against their own scripts
     if broker is not None and not broker.startswith(("redis://", "rediss://", "unix://")):
@@ -135,7 +137,49 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
         services=services,
         warnings=tuple(warnings),
         broker=broker,
+        notices=notices,
     )
+
+
+def _raw_packet_options(args, options: ScanOptions, datapath: DataPath,
+                        check_interface: bool) -> tuple[ScanOptions, tuple[str, ...]]:
+    """-e and --spoof-mac: the interface must exist here (a cluster's workers have their own),
+    and the spoofed address is drawn once, so every worker sends the same one."""
+    interface = getattr(args, "interface", None)
+    spoof = getattr(args, "spoof_mac", None)
+    if interface is None and spoof is None:
+        return options, ()
+    notices = []
+    if interface is not None and check_interface:
+        from worker.nse.netinfo import interface_ipv4
+
+        if interface_ipv4(interface) is None:
+            raise UserError(f"I cannot figure out what source address to use for device "
+                            f"{interface}, does it even exist?")
+    spoof_text = None
+    if spoof is not None:
+        from worker.macprefixes import (
+            MacPrefixes,
+            SpoofMacError,
+            format_mac,
+            spoof_mac,
+            spoofing_line,
+        )
+
+        path = datapath.find("nmap-mac-prefixes")
+        try:
+            prefixes = MacPrefixes(path.read_text(encoding="utf-8", errors="replace")
+                                   if path is not None else "")
+        except OSError:
+            prefixes = MacPrefixes()
+        try:
+            mac = spoof_mac(spoof, prefixes)
+        except SpoofMacError as exc:
+            raise UserError(str(exc)) from None
+        spoof_text = format_mac(mac)
+        notices.append(spoofing_line(mac, prefixes))
+    return dataclasses.replace(options, interface=interface, spoof_mac=spoof_text), \
+        tuple(notices)
 
 
 def _choose_ports(args, services: ServiceTable, warnings: list[str]) -> PortSet:

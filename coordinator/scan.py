@@ -78,6 +78,9 @@ class Scan:
         started = time.monotonic()
         try:
             writers.begin(info)
+            if plan.interactive:
+                for notice in plan.notices:
+                    print(notice, flush=True)
             interrupted = self._run_groups(targets, writers, progress)
             completed = not interrupted
         except KeyboardInterrupt:

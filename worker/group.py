@@ -67,6 +67,7 @@ class _GroupRun:
         self.targets = {t.address: t for t in job.targets}
         self.names: dict[str, str | None] = {}
         self.discovery: dict[str, HostScan] = {}
+        self.raw_ping = None  # RawPing: reasons, TTLs and MACs of privileged discovery
         self.portscan: dict[str, HostScan] = {}
         self.resolver = None
         self.current: UltraScan | None = None
@@ -113,14 +114,39 @@ class _GroupRun:
     # -- phases -----------------------------------------------------------------------------
     def _discover(self) -> list[str]:
         addresses = list(self.targets)
+        raw = self._raw_discovery(addresses)
         if not self.options.host_discovery:
-            return addresses
+            if raw is None:
+                return addresses
+            return [a for a in addresses if a not in raw.scanned or a in raw.up]
+        if raw is not None:
+            addresses = [a for a in addresses if a not in raw.scanned]
+            if not addresses:
+                return raw.up
         scan = UltraScan(((a, self.options.discovery_ports) for a in addresses),
                          self.options.timing, self.loop.now_ms(), discovery=True,
                          fd_budget=fd_budget())
-        self.discovery = {h.key: h for h in scan.hosts}
+        self.discovery.update({h.key: h for h in scan.hosts})
         self._drive(scan)
-        return [h.key for h in scan.hosts if h.up and not h.timed_out]
+        up = [h.key for h in scan.hosts if h.up and not h.timed_out]
+        return up if raw is None else [a for a in self.targets if a in raw.up or a in up]
+
+    def _raw_discovery(self, addresses: list[str]):
+        """Privileged discovery of the IPv4 targets (worker/scan/ping.py), or None when this
+        process may not send raw packets. With -Pn it still ARPs the directly connected hosts
+        of a raw port scan, as Nmap must to address their frames."""
+        from worker.scan.ping import RawPing, raw_ping_wanted
+
+        if not raw_ping_wanted(self.options):
+            return None
+        self.raw_ping = RawPing(self.options, self.loop, addresses)
+        self.current = self.raw_ping.scan
+        try:
+            self.raw_ping.run()
+        finally:
+            self.current = None
+        self.discovery.update({h.key: h for h in self.raw_ping.scan.hosts})
+        return self.raw_ping
 
     def _start_reverse_dns(self, up: list[str]) -> None:
         mode = self.options.reverse_dns
@@ -226,6 +252,8 @@ class _GroupRun:
             return host
         if ping is not None:
             host.reason = ping.up_reason or "unknown-response"
+        if self.raw_ping is not None:
+            self.raw_ping.describe(host)
         timing_source = ports if ports is not None and ports.rtt.srtt_us is not None else ping
         if timing_source is not None and timing_source.rtt.srtt_us is not None:
             host.srtt_us = int(timing_source.rtt.srtt_us)

@@ -7,6 +7,7 @@ I/O. ``from_wire`` rejects anything malformed with ``ProtocolError`` instead of 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -149,6 +150,8 @@ class ScanOptions:
     datadir: str | None = None  # --datadir: this worker's Nmap data searched there first
     scripts: ScriptOptions | None = None  # None: no script scan
     privilege: str = "auto"  # one of PRIVILEGE_MODES: what nmap.is_privileged() answers
+    interface: str | None = None  # -e: raw packets leave through this device
+    spoof_mac: str | None = None  # --spoof-mac, resolved: "02:11:22:33:44:55"
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +262,8 @@ class HostResult:
     timeout_us: int | None = None
     timed_out: bool = False
     scripts: list[ScriptResult] = field(default_factory=list)
+    mac_address: str | None = None  # "02:00:00:AA:BB:CC", a directly connected host's
+    mac_vendor: str | None = None  # from nmap-mac-prefixes; None: unknown
 
     @property
     def family(self) -> int:
@@ -454,6 +459,7 @@ def _options_to_wire(o: ScanOptions) -> dict:
             "script_scan": o.scripts.script_scan, "version_scan": o.scripts.version_scan},
         "datadir": o.datadir,
         "privilege": o.privilege,
+        "interface": o.interface, "spoof_mac": o.spoof_mac,
     }
 
 
@@ -503,7 +509,20 @@ def _options_from_wire(r: _Reader) -> ScanOptions:
         datadir=r.str("datadir", optional=True),
         scripts=_script_options_from_wire(r.data.get("scripts")),
         privilege=privilege,
+        interface=r.str("interface", optional=True),
+        spoof_mac=_checked_mac(r.data.get("spoof_mac"), "options.spoof_mac"),
     )
+
+
+def _checked_mac(value, where) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _MAC.fullmatch(value):
+        raise ProtocolError(f"{where}: not a MAC address: {value!r}")
+    return value
+
+
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}")
 
 
 def _checked_address(value, where) -> str:
@@ -597,6 +616,7 @@ def _host_to_wire(h: HostResult) -> dict:
         "start": h.start_time, "end": h.end_time,
         "srtt": h.srtt_us, "rttvar": h.rttvar_us, "to": h.timeout_us,
         "timed_out": h.timed_out, "scripts": _scripts_to_wire(h.scripts),
+        "mac": None if h.mac_address is None else [h.mac_address, h.mac_vendor],
     }
 
 
@@ -642,4 +662,15 @@ def _host_from_wire(r: _Reader) -> HostResult:
         srtt_us=r.int("srtt", optional=True), rttvar_us=r.int("rttvar", optional=True),
         timeout_us=r.int("to", optional=True), timed_out=r.bool("timed_out"),
         scripts=_scripts_from_wire(r.list("scripts"), "host.scripts"),
+        **_mac_from_wire(r.data.get("mac")),
     )
+
+
+def _mac_from_wire(value) -> dict:
+    if value is None:
+        return {}
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or _checked_mac(value[0], "host.mac") is None
+            or not (value[1] is None or isinstance(value[1], str))):
+        raise ProtocolError("host.mac: bad entry")
+    return {"mac_address": value[0], "mac_vendor": value[1]}

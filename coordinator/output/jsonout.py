@@ -97,6 +97,12 @@ def port_json(port: PortResult) -> dict:
             "scripts": [script_json(s) for s in port.scripts]}
 
 
+def mac_json(host: HostResult) -> dict | None:
+    if host.mac_address is None:
+        return None
+    return {"address": host.mac_address, "vendor": text(host.mac_vendor)}
+
+
 def host_json(host: HostResult, info: ScanInfo) -> dict:
     record: dict[str, Any] = {
         "type": "host",
@@ -108,6 +114,7 @@ def host_json(host: HostResult, info: ScanInfo) -> dict:
         "reason_ttl": host.reason_ttl,
         "hostnames": [{"name": text(n), "type": t} for n, t in host.hostnames],
         "other_addresses": other_addresses(host),
+        "mac": mac_json(host),
         "start_time": host.start_time,
         "end_time": host.end_time,
         "timed_out": is_timed_out(host),

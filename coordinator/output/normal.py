@@ -390,6 +390,13 @@ def port_table(ports: list[PortResult], info: ScanInfo) -> list[str]:
     return out
 
 
+def mac_lines(host: HostResult) -> list[str]:
+    """A directly connected host's hardware address, after its port table as Nmap puts it."""
+    if host.mac_address is None:
+        return []
+    return [f"MAC Address: {host.mac_address} ({host.mac_vendor or 'Unknown'})"]
+
+
 def host_status_line(host: HostResult, info: ScanInfo) -> str:
     text = "Host is up"
     if show_reasons(info):
@@ -420,7 +427,9 @@ def host_lines(host: HostResult, info: ScanInfo) -> list[str]:
         when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(host.start_time))
         lines.append(f"Scanned at {when} for {int(host.end_time) - int(host.start_time)}s")
     ended_blank = False
-    if info.scan_type != "none":
+    if info.scan_type == "none":
+        lines.extend(mac_lines(host))
+    else:
         shown, ignored = split_ports(host, info)
         if shown and ignored:
             lines.append(not_shown_line(ignored))
@@ -433,6 +442,7 @@ def host_lines(host: HostResult, info: ScanInfo) -> list[str]:
         if shown:
             lines.extend(port_table(shown, info))
         lines.extend(fingerprint_lines(shown))
+        lines.extend(mac_lines(host))
         info_line = service_info_line(shown)
         if info_line:
             lines.append(info_line)

@@ -160,7 +160,15 @@ def hostnames_xml(host: HostResult) -> list[tuple[str, str]]:
 
 def _address_xml(host: HostResult) -> str:
     kind = "ipv6" if host.family == 6 else "ipv4"
-    return f'<address addr="{escape(host.address)}" addrtype="{kind}"/>\n'
+    return f'<address addr="{escape(host.address)}" addrtype="{kind}"/>\n' + _mac_xml(host)
+
+
+def _mac_xml(host: HostResult) -> str:
+    """Nmap's second <address>: the hardware address, with a vendor attribute when known."""
+    if host.mac_address is None:
+        return ""
+    vendor = f' vendor="{escape(host.mac_vendor)}"' if host.mac_vendor else ""
+    return f'<address addr="{escape(host.mac_address)}" addrtype="mac"{vendor}/>\n'
 
 
 def _hostnames_block(names) -> str:

@@ -399,8 +399,10 @@ def test_host_timeout_and_silent_hosts_in_the_report(netns):
                                "-p", "1-50", "127.0.0.79", netns=netns.name, timeout=60)
     assert timed_out.returncode == 0, timed_out.stderr
     assert "Skipping host 127.0.0.79 due to host timeout" in timed_out.stdout
+    # Unprivileged (connect) discovery: as root, loopback targets are up without a probe.
     down = run_nsecluster("scan", "-n", "-v", "--max-retries", "1", "-p", "80", "127.0.0.80",
-                          "127.0.0.1", "-oG", "-", netns=netns.name, timeout=60)
+                          "127.0.0.1", "-oG", "-", netns=netns.name, timeout=60,
+                          env={"NMAP_UNPRIVILEGED": "1"})
     assert "Host: 127.0.0.80 ()\tStatus: Down" in down.stdout
     assert "Host: 127.0.0.1 ()\tStatus: Up" in down.stdout
     assert "(1 host up)" in down.stdout

@@ -31,7 +31,8 @@ def states(host):
     return found
 
 
-def test_open_and_closed_ports_with_reasons(listeners):
+def test_open_and_closed_ports_with_reasons(listeners, monkeypatch):
+    monkeypatch.setenv("NMAP_UNPRIVILEGED", "1")  # connect discovery, as without root
     open_a = listeners.listen("127.7.0.1")
     open_b = listeners.listen("127.7.0.1")
     closed = free_port("127.7.0.1")
@@ -138,7 +139,8 @@ print(json.dumps(out))
 def run_in_netns(netns, group_job, timeout=60):
     from worker.protocol import to_wire
     proc = netns.run(sys.executable, "-c", DRIVER, input=json.dumps(to_wire(group_job)),
-                     timeout=timeout, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+                     timeout=timeout, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin",
+                                           "NMAP_UNPRIVILEGED": "1"},  # connect discovery
                      check=False)
     assert proc.returncode == 0, proc.stderr
     return {h["address"]: h for h in json.loads(proc.stdout)}

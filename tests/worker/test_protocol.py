@@ -36,7 +36,8 @@ def sample_job():
                                 randomize_ports=False, host_discovery=False,
                                 reverse_dns="always", dns_servers=("127.0.0.53",),
                                 timing=Timing(level=4, max_retries=2, min_rate=10.5),
-                                verbosity=2, debugging=1, privilege="unprivileged"))
+                                verbosity=2, debugging=1, privilege="unprivileged",
+                                interface="eth9", spoof_mac="02:11:22:33:44:55"))
 
 
 def sample_result():
@@ -49,7 +50,8 @@ def sample_result():
                           [ScriptResult("banner", "SSH-2.0", [[None, "a"], ["k", [["x", "y"]]]])])],
         port_runs=[PortRun("tcp", "closed", "conn-refused", 0, ((1, 21), (23, 65535)))],
         start_time=1.5, end_time=2.5, srtt_us=50, rttvar_us=20, timeout_us=100000,
-        scripts=[ScriptResult("host-script", "out", None)])
+        scripts=[ScriptResult("host-script", "out", None)],
+        mac_address="02:00:00:AA:BB:CC", mac_vendor="Some Vendor")
     down = HostResult("127.0.0.2", status="down", reason="no-response")
     return GroupResult("scan-1", 3, [host, down], interrupted=True)
 

@@ -52,6 +52,7 @@ class EngineOptions:
     address_family: int = 4
     privileged: bool = False
     script_args: dict = field(default_factory=dict, hash=False, compare=False)
+    interface: str | None = None  # -e, for nmap.get_interface()
 
 
 class Thread:

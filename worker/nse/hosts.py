@@ -63,6 +63,8 @@ class HostContext:
                 fields["directly_connected"] = route.directly_connected
             if route.interface is not None:
                 fields.update(_hardware_addresses(r.address, route))
+        if r.mac_address is not None:  # what discovery's ARP reply said
+            fields["mac_addr"] = bytes.fromhex(r.mac_address.replace(":", ""))
         return fields
 
     # -- ports ------------------------------------------------------------------------------

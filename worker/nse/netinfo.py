@@ -63,6 +63,11 @@ def _addresses_by_interface() -> dict[str, str]:
     return found
 
 
+def local_addresses() -> set[str]:
+    """Every address of this machine's interfaces."""
+    return set(_addresses_by_interface())
+
+
 def _interface_holding(source: str) -> str | None:
     name = _addresses_by_interface().get(source)
     if name is None and ipaddress.ip_address(source).is_loopback:
@@ -203,6 +208,14 @@ def interface_info(name: str, family: int) -> dict | None:
         if entry["family"] == family:
             return {k: v for k, v in entry.items() if k != "family"}
     return None
+
+
+def interface_ipv4(name: str) -> tuple[str, int] | None:
+    """(address, prefix length) of interface ``name``'s IPv4 address, or None."""
+    info = interface_info(name, 4)
+    if info is None or "address" not in info:
+        return None
+    return info["address"], int(info.get("netmask", 32))
 
 
 def list_interfaces() -> list[dict]:

@@ -19,6 +19,7 @@ from worker.nse import scriptargs, scriptdb, selection
 from worker.nse.engine import Engine, EngineOptions
 from worker.nse.hosts import HostContext, HostIndex
 from worker.nse.profile import NMAP7, SEED
+from worker.nsock.raw import considered_privileged
 from worker.nse.scripts import Script, load_script
 from worker.protocol import HostResult, ScanOptions, ScriptResult
 from worker.services import service_table_for
@@ -109,15 +110,6 @@ def select(options: ScanOptions, search: ScriptSearch):
                                     allow_unmatched=("version",) if config.version_scan else ())
 
 
-def privileged(mode: str) -> bool:
-    """nmap.is_privileged(): as told (--privileged/--unprivileged), else whether this process
-    (the worker, in a cluster) may open raw sockets, as Nmap decides for itself."""
-    if mode == "auto":
-        from worker.nsock.raw import raw_sockets_allowed
-        return raw_sockets_allowed()
-    return mode == "privileged"
-
-
 def parse_args(options: ScanOptions) -> dict:
     return scriptargs.parse_script_args(options.scripts.args).as_lua_ready()
 
@@ -153,7 +145,9 @@ class ScriptStage:
             timing_level=timing.level, script_timeout_ms=script_timeout,
             host_timeout_ms=timing.host_timeout_ms, min_parallelism=timing.min_parallelism,
             max_parallelism=timing.max_parallelism, trace=config.trace,
-            privileged=privileged(options.privilege), script_args=parse_args(options))
+            privileged=considered_privileged(options.privilege),
+            script_args=parse_args(options),
+            interface=options.interface)
         engine.configure(self.engine_options)
         chosen = select(options, search)
         for warning in chosen.warnings:  # e.g. a script.db entry whose file is missing

@@ -4,6 +4,7 @@ waits: a raw socket's send either goes to the driver queue at once or fails."""
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 ETH_P_ALL = 0x0003
@@ -86,3 +87,16 @@ def raw_sockets_allowed() -> bool:
         return True
     except OSError:
         return False
+
+
+def considered_privileged(mode: str = "auto") -> bool:
+    """Nmap's idea of privilege: as told by --privileged/--unprivileged, else by
+    $NMAP_PRIVILEGED/$NMAP_UNPRIVILEGED, else whether this process (the worker, in a
+    cluster) may open raw sockets."""
+    if mode == "auto":
+        if os.environ.get("NMAP_UNPRIVILEGED"):
+            return False
+        if os.environ.get("NMAP_PRIVILEGED"):
+            return True
+        return raw_sockets_allowed()
+    return mode == "privileged"

@@ -3,6 +3,8 @@ windows allow in bounded slices of the loop, wake up when a window opens or a re
 expire hosts past --host-timeout, and withdraw every probe at the end."""
 from __future__ import annotations
 
+import functools
+
 from worker.nsock.loop import EventLoop
 from worker.scan.ultra import Probe, UltraScan
 
@@ -88,3 +90,45 @@ class Prober:
                 self._expiry_timer = self.loop.call_later(100, check)
                 self._queue_pump()
         self._expiry_timer = self.loop.call_later(100, check)
+
+
+class RawProber(Prober):
+    """A prober whose answers come in on shared raw sockets: each probe out waits under a
+    key its answer will carry (address, port, ...) until the answer or its timeout."""
+
+    def __init__(self, loop: EventLoop, scan: UltraScan):
+        super().__init__(loop, scan)
+        self._waiting: dict = {}  # key -> the probe its answer is for
+
+    def _wait_key(self, probe: Probe):
+        raise NotImplementedError
+
+    def _await_answer(self, probe: Probe) -> None:
+        """Start the probe's timeout; a retry replaces the try before it."""
+        probe.handle = self.loop.call_later(self.scan.timeout_ms(probe.host),
+                                            functools.partial(self._on_timeout, probe))
+        key = self._wait_key(probe)
+        previous = self._waiting.get(key)
+        if previous is not None and previous is not probe:
+            self._close(previous)
+        self._waiting[key] = probe
+
+    def _on_timeout(self, probe: Probe) -> None:
+        probe.handle = None
+        self._stop_waiting(probe)
+        self.scan.on_timeout(probe, self.loop.now_ms())
+        self._queue_pump()
+
+    def _cancel_timer(self, probe: Probe) -> None:
+        timer, probe.handle = probe.handle, None
+        if timer is not None:
+            timer.cancel()
+
+    def _stop_waiting(self, probe: Probe) -> None:
+        key = self._wait_key(probe)
+        if self._waiting.get(key) is probe:
+            del self._waiting[key]
+
+    def _close(self, probe: Probe) -> None:
+        self._cancel_timer(probe)
+        self._stop_waiting(probe)

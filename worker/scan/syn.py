@@ -9,14 +9,13 @@ or call ``filtered/no-response``. IPv6 targets are not probed here (see group.py
 """
 from __future__ import annotations
 
-import functools
 import random
 import socket
 import struct
 
 from worker.nse.netinfo import route_to
 from worker.nsock.loop import EventLoop
-from worker.scan.prober import Prober
+from worker.scan.prober import RawProber
 from worker.scan.ultra import Probe, UltraScan
 
 _SYN, _RST, _ACK = 0x02, 0x04, 0x10
@@ -50,7 +49,7 @@ def syn_segment(source: bytes, destination: bytes, source_port: int, port: int,
     return header[:16] + struct.pack("!H", checksum) + header[18:]
 
 
-class SynProber(Prober):
+class SynProber(RawProber):
     """Drives one UltraScan of IPv4 hosts to completion with SYN probes on ``loop``."""
 
     def __init__(self, loop: EventLoop, scan: UltraScan, sock: socket.socket | None = None):
@@ -59,7 +58,6 @@ class SynProber(Prober):
         self.source_port = random.randint(33000, 60999)
         self._sequence_key = random.getrandbits(32)
         self._sources: dict[str, tuple[bytes, bytes]] = {}  # address -> (ours, theirs) packed
-        self._waiting: dict[tuple[bytes, int], Probe] = {}  # (their address, port) -> probe
 
     def run(self) -> None:
         self.loop.watch(self.sock.fileno(), on_read=self._readable)
@@ -93,13 +91,10 @@ class SynProber(Prober):
             self.scan.on_reply(probe, self.loop.now_ms(), "filtered",
                                "net-unreach" if exc.errno == 101 else "host-unreach")
             return
-        timer = self.loop.call_later(self.scan.timeout_ms(probe.host),
-                                     functools.partial(self._on_timeout, probe))
-        probe.handle = timer
-        previous = self._waiting.get((theirs, probe.port))
-        if previous is not None and previous is not probe:
-            self._close(previous)  # a retry replaces the try before it
-        self._waiting[(theirs, probe.port)] = probe
+        self._await_answer(probe)
+
+    def _wait_key(self, probe: Probe) -> tuple[bytes, int]:
+        return (self._addresses(probe.host.key)[1], probe.port)  # (their address, port)
 
     # -- answers ----------------------------------------------------------------------------
     def _readable(self) -> None:
@@ -137,22 +132,3 @@ class SynProber(Prober):
             answered = True
         if answered:
             self._queue_pump()
-
-    def _on_timeout(self, probe: Probe) -> None:
-        probe.handle = None
-        key = (self._addresses(probe.host.key)[1], probe.port)
-        if self._waiting.get(key) is probe:
-            del self._waiting[key]
-        self.scan.on_timeout(probe, self.loop.now_ms())
-        self._queue_pump()
-
-    def _cancel_timer(self, probe: Probe) -> None:
-        timer, probe.handle = probe.handle, None
-        if timer is not None:
-            timer.cancel()
-
-    def _close(self, probe: Probe) -> None:
-        self._cancel_timer(probe)
-        key = (self._addresses(probe.host.key)[1], probe.port)
-        if self._waiting.get(key) is probe:
-            del self._waiting[key]

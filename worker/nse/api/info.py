@@ -133,10 +133,10 @@ def register(engine) -> dict:
     def port_is_excluded(port=None, protocol=None):
         return False  # no nmap-service-probes Exclude directive is loaded without -sV
 
-    # Interfaces: the raw-packet issue fills these in for real; here the kernel's list.
     @lua_api
     def get_interface():
-        return None
+        interface = options().interface
+        return interface.encode() if interface is not None else None
 
     @lua_api
     def get_interface_link(name=None):
