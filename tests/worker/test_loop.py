@@ -62,13 +62,19 @@ def test_fd_unwatched_closed_and_reused_in_one_turn_is_watched_afresh():
     """Changes reach epoll only when the loop turns: an fd unwatched and closed, whose
     number a new socket gets before then, must still be watched (with the same mask)."""
     loop = EventLoop()
-    a, b = socket.socketpair()
-    loop.watch(a.fileno(), on_read=lambda: None)
-    loop.run_once(0)
-    number = a.fileno()
-    loop.unwatch(number)
-    a.close()  # epoll drops the closed file; no DEL has been sent yet
-    c, d = socket.socketpair()
+    for _ in range(20):  # bounded: another thread of the test process may take the number
+        a, b = socket.socketpair()
+        loop.watch(a.fileno(), on_read=lambda: None)
+        loop.run_once(0)
+        number = a.fileno()
+        loop.unwatch(number)
+        a.close()  # epoll drops the closed file; no DEL has been sent yet
+        c, d = socket.socketpair()
+        if number in (c.fileno(), d.fileno()):
+            break
+        for sock in (b, c, d):
+            sock.close()
+        loop.run_once(0)
     reused = c if c.fileno() == number else d
     other = d if reused is c else c
     assert reused.fileno() == number
