@@ -257,6 +257,49 @@ end
 local G = _G
 G.coroutine = setmetatable({resume = script_resume, wrap = script_wrap}, {__index = coroutine})
 
+-- Nmap as Debian builds it runs Lua 5.3, whose string.unpack reads a last "z" string that
+-- lacks its terminating zero up to the end of the data; 5.4 raises "unfinished string".
+-- Nmap's libraries rely on the 5.3 reading (mysql.lua takes a server's error message so),
+-- so an unpack that fails that way is read again as 5.3 reads it: the data with the zero
+-- 5.3 finds after every string, accepted when nothing past that zero was read.
+do
+  local str_unpack, find, pcall, type = string.unpack, string.find, pcall, type
+  local getinfo = debug.getinfo
+  local UNFINISHED = "unfinished string for format 'z'"
+
+  -- (a tail call from the wrapper: error level 2 is the wrapper's caller, as for the C
+  -- function itself)
+  local function as_53(fmt, data, init, ok, ...)
+    if ok then return ... end
+    local message = ...
+    if type(data) == "string" and type(message) == "string" and
+       find(message, UNFINISHED, 1, true) then
+      local start = init
+      if type(start) == "number" and start < 0 then start = #data + start + 1 end
+      local again = pack(pcall(str_unpack, fmt, data .. "\0", start))
+      if not again[1] then
+        message = again[2]
+      elseif again[again.n] == #data + 2 then
+        return unpack(again, 2, again.n)
+      else  -- a later item read the zero: 5.3 finds the data too short there
+        message = "bad argument #2 to 'unpack' (data string too short)"
+      end
+    end
+    if type(message) == "string" then  -- named as Lua names the C function: by the field
+      -- a Lua caller called, by its global name when a C function (pcall) called it
+      local caller = getinfo(2, "S")
+      local name = (caller == nil or caller.what == "C") and "string.unpack" or "unpack"
+      message = message:gsub("^bad argument #(%d+) to '[^']*'", "bad argument #%1 to '" ..
+                             name .. "'")
+    end
+    error(message, 2)
+  end
+
+  string.unpack = function(fmt, data, init)
+    return as_53(fmt, data, init, pcall(str_unpack, fmt, data, init))
+  end
+end
+
 --- Make reading an undeclared global an error (after every library global is in place).
 --- Only Lua code is refused: a C function reading through a chain of __index tables that
 --- ends at _G (ipairs over an object whose class table falls back to _G, say) gets nil,
