@@ -67,38 +67,3 @@ def test_nmap_stdnse_stubs_are_replaced_by_the_engine(tmp_path):
     pattern = r"getid=stub-check getinfo=stub-check M:[0-9a-f]+ host=nil"
     assert re.fullmatch(pattern, ours), ours
     assert re.fullmatch(pattern, theirs), theirs
-
-
-# Debian's nmap runs Lua 5.3: string.unpack's "z" at the very end of the data, without its
-# zero, reads to the end (5.4 raises "unfinished string"); mysql.lua reads a server's error
-# message so (mysql-empty-password on MariaDB). Everything else stays as it was, errors too
-# (but for a tail call of string.unpack, whose error has no position: ours is a Lua function).
-UNPACK_Z = r'''
-local out = {}
-local function try(...)
-  local r = table.pack(pcall(string.unpack, ...))
-  for i = 1, r.n do r[i] = tostring(r[i]) end
-  out[#out + 1] = table.concat(r, ",")
-end
-try("z", "abc")
-try("Bz", "\1abc")
-try("z", "ab\0cd")
-try("z", "xabc", -3)
-try("zB", "abc")
-try("zz", "ab\0cd")
-try("s1", "\5ab")
-try("B", "")
-local ok, err = pcall(function() local v = string.unpack("zI4", "ab"); return v end)
-out[#out + 1] = tostring(ok) .. "," .. tostring(err):gsub("^.-lua%-check%.nse:", "")
-local ok2, err2 = pcall(function() local v = string.unpack("Bz", "") return v end)
-out[#out + 1] = tostring(ok2) .. "," .. tostring(err2):gsub("^.-lua%-check%.nse:", "")
-return table.concat(out, "\n")
-'''
-
-
-def test_string_unpack_reads_a_final_z_string_as_lua_53(tmp_path):
-    (tmp_path / "ours").mkdir()
-    ours = run_with_nmap_nselib(tmp_path / "ours", UNPACK_Z)
-    theirs = run_lua_nmap(tmp_path, UNPACK_Z)
-    assert ours == theirs
-    assert ours.split("\n")[:4] == ["true,abc,5", "true,1,abc,6", "true,ab,4", "true,abc,6"]
