@@ -26,7 +26,8 @@ def run_script_help(args, environ: dict) -> int:
             print(f"https://nmap.org/nsedoc/scripts/{script.id}.html")
         else:
             print(os.path.abspath(script.path))
-        description = script.description.strip("\n")
-        for line in description.splitlines():
-            print(f"  {line}" if line.strip() else "")
+        # The description as written, each line indented: its own final newline (or the
+        # lack of one) decides how it meets the next script's blank line.
+        sys.stdout.write("".join(f"  {line}" if line.strip("\n") else line
+                                 for line in script.description.splitlines(keepends=True)))
     return 0

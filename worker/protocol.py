@@ -573,7 +573,8 @@ _MAX_STRUCTURE_DEPTH = 64
 
 
 def _structured_ok(tree, depth: int = 0) -> bool:
-    if tree is None or (depth == 0 and isinstance(tree, str)):
+    """A structure as it arrives: its text may be bytes (see _text_to_wire)."""
+    if tree is None or (depth == 0 and isinstance(tree, (str, bytes))):
         return True
     if not isinstance(tree, list) or depth > _MAX_STRUCTURE_DEPTH:
         return False
@@ -581,25 +582,54 @@ def _structured_ok(tree, depth: int = 0) -> bool:
         if not isinstance(entry, (list, tuple)) or len(entry) != 2:
             return False
         key, value = entry
-        if key is not None and not isinstance(key, str):
+        if key is not None and not isinstance(key, (str, bytes)):
             return False
-        if not isinstance(value, str) and not _structured_ok(value, depth + 1):
+        if not isinstance(value, (str, bytes)) and not _structured_ok(value, depth + 1):
             return False
     return True
 
 
 def _scripts_to_wire(scripts):
-    return [[s.id, s.output, s.structured] for s in scripts]
+    return [[s.id, _text_to_wire(s.output), _tree_to_wire(s.structured)] for s in scripts]
+
+
+# Script output is Lua bytes read as UTF-8 with surrogateescape: text that is not UTF-8 (a
+# server's binary reply, say) travels as its bytes, since msgpack strings must be UTF-8.
+def _text_to_wire(value):
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape")
+    return value
+
+
+def _text_from_wire(value):
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def _tree_to_wire(tree):
+    if not isinstance(tree, list):
+        return _text_to_wire(tree)
+    return [[_text_to_wire(key), _tree_to_wire(value)] for key, value in tree]
+
+
+def _tree_from_wire(tree):
+    if not isinstance(tree, (list, tuple)):
+        return _text_from_wire(tree)
+    return [[_text_from_wire(key), _tree_from_wire(value)] for key, value in tree]
 
 
 def _scripts_from_wire(items, where):
     out = []
     for item in _list(items, where):
-        if (not isinstance(item, (list, tuple)) or len(item) != 3
-                or not isinstance(item[0], str) or not isinstance(item[1], str)
-                or not _structured_ok(item[2])):
+        if not isinstance(item, (list, tuple)) or len(item) != 3:
             raise ProtocolError(f"{where}: bad script result")
-        out.append(ScriptResult(item[0], item[1], item[2]))
+        if not isinstance(item[0], str) or not isinstance(item[1], (str, bytes)) \
+                or not _structured_ok(item[2]):
+            raise ProtocolError(f"{where}: bad script result")
+        out.append(ScriptResult(item[0], _text_from_wire(item[1]),
+                                _tree_from_wire(item[2]) if item[2] is not None else None))
     return out
 
 

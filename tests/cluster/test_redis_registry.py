@@ -129,8 +129,29 @@ def test_values_that_cannot_cross_processes_are_refused_and_nothing_is_written(s
     assert run("return registry.bad") is None
     ok, message = run('return pcall(function() registry.obj = setmetatable({}, {}) end)')
     assert ok is False and b"table with a metatable" in message
-    ok, message = run('return pcall(function() registry[{}] = 1 end)')
-    assert ok is False and b"keys must be strings, numbers or booleans" in message
+
+
+def test_a_table_key_keeps_its_entry_in_this_process(scan_id):
+    """Nmap's http-auth-finder files URL objects (tables) as registry keys: the entry works in
+    the process that made it, beside the shared ones, and stays out of the others."""
+    _, _, first = lua_state(scan_id)
+    _, _, second = lua_state(scan_id)
+    assert first("""
+      registry.auth_urls = {}
+      url = setmetatable({}, {__tostring = function() return "http://x/" end})
+      registry.auth_urls[url] = "FORM"
+      registry.auth_urls.shared = "yes"
+      local seen = {}
+      for k, v in pairs(registry.auth_urls) do seen[#seen + 1] = tostring(k) .. "=" .. v end
+      table.sort(seen)
+      return registry.auth_urls[url], table.concat(seen, ",")
+    """) == (b"FORM", b"http://x/=FORM,shared=yes")
+    assert first("registry.auth_urls[url] = nil; return registry.auth_urls[url]") is None
+    assert second("""
+      local n = 0
+      for _ in pairs(registry.auth_urls) do n = n + 1 end
+      return n, registry.auth_urls.shared
+    """) == (1, b"yes")
 
 
 def test_a_missing_redis_is_the_scripts_error_not_a_crash(scan_id):

@@ -157,3 +157,20 @@ def test_deeply_nested_script_structure_is_refused_not_a_crash():
     result.hosts[0].scripts = [ScriptResult("deep", "x", tree)]
     with pytest.raises(ProtocolError):
         decode(msgpack.packb(to_wire(result)))
+
+
+def test_script_text_that_is_not_utf8_crosses_the_wire_unchanged():
+    """Lua strings become text with surrogateescape: a server's binary reply in an output
+    (Nmap's mysql-variables on MariaDB) must survive the cluster's msgpack, which carries
+    only UTF-8 strings, byte for byte, in the output and the structure alike."""
+    binary = b"caf\xe9 \xff\x00end".decode("utf-8", "surrogateescape")
+    result = sample_result()
+    result.hosts[0].scripts = [ScriptResult("bin", f"out: {binary}",
+                                            [[f"key{binary}", binary], [None, [[None, "ok"]]]])]
+    back = decode(encode(result))
+    (script,) = back.hosts[0].scripts
+    assert script.output == f"out: {binary}"
+    assert script.structured == [[f"key{binary}", binary], [None, [[None, "ok"]]]]
+    assert script.output.encode("utf-8", "surrogateescape") == b"out: caf\xe9 \xff\x00end"
+    plain = PhaseResult("scan-1", "prerule", [ScriptResult("s", "text", "just text")])
+    assert decode(encode(plain)).scripts == plain.scripts

@@ -258,9 +258,15 @@ local G = _G
 G.coroutine = setmetatable({resume = script_resume, wrap = script_wrap}, {__index = coroutine})
 
 --- Make reading an undeclared global an error (after every library global is in place).
+--- Only Lua code is refused: a C function reading through a chain of __index tables that
+--- ends at _G (ipairs over an object whose class table falls back to _G, say) gets nil,
+--- as with Nmap's strict.
 function K.make_strict()
+  local getinfo = debug.getinfo
   setmetatable(G, {
     __index = function(_, name)
+      local caller = getinfo(2, "S")
+      if caller == nil or caller.what == "C" then return nil end
       error("variable '" .. tostring(name) .. "' is not declared", 2)
     end,
   })
@@ -289,9 +295,8 @@ function K.install_searcher(find, stdnse_part)
       local load_stdnse = chunk
       chunk = function(...)
         local stdnse = load_stdnse(...)
-        for field, value in pairs(stdnse_part) do
-          if rawget(stdnse, field) == nil then rawset(stdnse, field, value) end
-        end
+        -- the engine's part replaces the stubs (getid, getinfo, gethostport) it has
+        for field, value in pairs(stdnse_part) do rawset(stdnse, field, value) end
         return stdnse
       end
     end

@@ -13,6 +13,10 @@
 -- appends on the server (the first free index from there); a table written right after a
 -- read of the same key that found nothing is created only if still absent (else the table
 -- another process created is used, and this one's contents go into it).
+--
+-- A key that cannot cross processes (a table, such as httpspider's URL objects, a function)
+-- keeps its entry in this process, beside the shared ones: its threads see it as in Nmap,
+-- other processes do not.
 local store, RAISE = ...
 
 local error, getmetatable, next, pairs, pcall, rawset, setmetatable, type =
@@ -22,6 +26,12 @@ local mtype = math.type
 local node_of = setmetatable({}, {__mode = "k"})  -- proxy -> node id
 local proxy_of = setmetatable({}, {__mode = "v"}) -- node id -> proxy (one per node)
 local meta = {}
+local local_of = setmetatable({}, {__mode = "k"}) -- proxy -> {key = value} kept here
+
+local function shared_key(key)
+  local kind = type(key)
+  return kind == "string" or kind == "number" or kind == "boolean"
+end
 
 local function checked(first, ...)
   if first == RAISE then error(..., 3) end
@@ -99,6 +109,10 @@ local function fill(node, value, adopted)
 end
 
 meta.__index = function(p, key)
+  if key ~= nil and not shared_key(key) then
+    local here = local_of[p]
+    return here and here[key]
+  end
   local is_node, value = checked(store.get(node_of[p], key))
   if value == nil then missed, missed_key = p, key else missed = nil end
   return visible(is_node, value)
@@ -106,6 +120,12 @@ end
 
 meta.__newindex = function(p, key, value)
   if key == nil then error("index is nil", 2) end
+  if not shared_key(key) then
+    local here = local_of[p] or {}
+    local_of[p] = here
+    here[key] = value
+    return
+  end
   local node = node_of[p]
   local append = counted == p and mtype(key) == "integer" and key == count + 1
   local create = missed == p and missed_key == key and mtype(key) ~= "integer"  -- not lists
@@ -143,11 +163,15 @@ end
 meta.__pairs = function(p)
   local items = checked(store.items(node_of[p]))  -- {k1, is_node1, v1, k2, ...}
   local i = -2
+  local here, key_here = local_of[p], nil
   return function()
     i = i + 3
     local key = items[i]
-    if key == nil then return nil end
-    return key, visible(items[i + 1], items[i + 2])
+    if key ~= nil then return key, visible(items[i + 1], items[i + 2]) end
+    if here == nil then return nil end
+    local value
+    key_here, value = next(here, key_here)
+    return key_here, value
   end, p, nil
 end
 

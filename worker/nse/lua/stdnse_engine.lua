@@ -3,7 +3,7 @@
 -- them set on its module table when it loads (kernel.install_searcher).
 local K, nmap, thread_info = ...
 
-local error, pcall, require, select = error, pcall, require, select
+local error, pcall, require, select, tostring = error, pcall, require, select, tostring
 
 local part = {}
 
@@ -18,8 +18,14 @@ function part.base() return K.base() end
 function part.gettid() return K.base() end
 --- The id (name) of the calling script.
 function part.getid() return (thread_info()) end
---- A description of the calling thread ("<id> M:<addr>" at debug level 2).
-function part.getinfo() return select(2, thread_info()) end
+--- A description of the calling thread: "<id> M:<addr>" (W: in a worker thread), the
+--- address being its coroutine's, as tostring shows it.
+function part.getinfo()
+  local id, _, is_worker = thread_info()
+  if not id then return nil end
+  local address = tostring(K.base()):match("^thread: 0?[xX]?(.*)")
+  return ("%s %s:%s"):format(id, is_worker and "W" or "M", address)
+end
 --- The host and port tables of the calling script thread.
 function part.gethostport() return K.host_port() end
 --- Whether the calling thread is a worker made by new_thread.
