@@ -130,6 +130,14 @@ class ScriptOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionOptions:
+    """Version detection (-sV): which probes (by rarity) and whether to trace them."""
+
+    intensity: int = 7  # --version-intensity; --version-light 2, --version-all 9
+    trace: bool = False  # --version-trace
+
+
+@dataclass(frozen=True, slots=True)
 class ScanOptions:
     """Everything a worker needs to scan a host group; frozen, validated by the coordinator."""
 
@@ -146,6 +154,7 @@ class ScanOptions:
     debugging: int = 0
     datadir: str | None = None  # --datadir: this worker's Nmap data searched there first
     scripts: ScriptOptions | None = None  # None: no script scan
+    version: VersionOptions | None = None  # None: no version detection (-sV)
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,7 +459,19 @@ def _options_to_wire(o: ScanOptions) -> dict:
             "timeout_ms": o.scripts.timeout_ms, "trace": o.scripts.trace,
             "script_scan": o.scripts.script_scan, "version_scan": o.scripts.version_scan},
         "datadir": o.datadir,
+        "version": None if o.version is None else {
+            "intensity": o.version.intensity, "trace": o.version.trace},
     }
+
+
+def _version_options_from_wire(data) -> VersionOptions | None:
+    if data is None:
+        return None
+    r = _Reader(data, "options.version")
+    intensity = r.int("intensity")
+    if not 0 <= intensity <= 9:
+        raise ProtocolError(f"options.version.intensity: {intensity} is not 0-9")
+    return VersionOptions(intensity=intensity, trace=r.bool("trace"))
 
 
 def _script_options_from_wire(data) -> ScriptOptions | None:
@@ -495,6 +516,7 @@ def _options_from_wire(r: _Reader) -> ScanOptions:
         debugging=r.int("debugging"),
         datadir=r.str("datadir", optional=True),
         scripts=_script_options_from_wire(r.data.get("scripts")),
+        version=_version_options_from_wire(r.data.get("version")),
     )
 
 
