@@ -92,7 +92,7 @@ def test_patterns_are_pcre():
     assert match_response(rules, None, b"aab").service == "possessive"
     assert match_response(rules, None, b"line\n").service == "endz"  # \Z: before a final \n
     found = match_response(rules, None, b"y7!")
-    assert (found.service, found.version) == ("branchreset", "7")
+    assert (found.service, found.info.version) == ("branchreset", "7")
     assert match_response(rules, None, b"AB").service == "octal"
 
 
@@ -102,12 +102,14 @@ def test_templates_and_helpers():
     parsed = db()
     hello = parsed.probes[1]
     found = match_response(hello, parsed.probes[0], b"HI bi\x01g_box\x00\x01\x02")
-    assert (found.service, found.product, found.version, found.extrainfo, found.hostname,
-            found.devicetype) == ("hello", "Hello big_box", "1", "bi\x01g.box", "bi\x01g_box",
-                                  "router")
+    info = found.info
+    assert (found.service, info.product, info.version, info.extrainfo, info.hostname,
+            info.devicetype) == ("hello", "Hello big_box", "1", "bi\x01g.box", "bi\x01g_box",
+                                 "router")
     ssh = match_response(parsed.probes[0], None, b"SSH-2.0-Fancy_42\r\n")
-    assert (ssh.product, ssh.version, ssh.extrainfo) == ("Fancy sshd", "42", "protocol 2.0")
-    assert ssh.cpe == ["cpe:/a:fancy:sshd:42", "cpe:/o:linux:linux_kernel"]
+    assert (ssh.info.product, ssh.info.version, ssh.info.extrainfo) == (
+        "Fancy sshd", "42", "protocol 2.0")
+    assert ssh.info.cpe == ["cpe:/a:fancy:sshd:42", "cpe:/o:linux:linux_kernel"]
 
 
 def test_substitute_leaves_unknown_dollars():
@@ -120,13 +122,14 @@ def test_soft_then_hard_match_and_fallbacks():
     soft = match_response(null, None, b"220 something\r\n")
     assert (soft.service, soft.soft) == ("ftp", True)
     hard = match_response(null, None, b"220 fancyftp 1.2\r\n")  # the i flag
-    assert (hard.service, hard.soft, hard.version, hard.ostype) == ("ftp", False, "1.2", "Unix")
+    assert (hard.service, hard.soft, hard.info.version, hard.info.ostype) == (
+        "ftp", False, "1.2", "Unix")
     # Hello's answer falls back on Other's lines, then the NULL probe's.
     assert match_response(hello, null, b"OK").service == "other"
     assert match_response(hello, null, b"SSH-1.99-Fancy_1\r\n").service == "ssh"
     # After a soft match on ftp only ftp lines count.
     assert match_response(hello, null, b"OK", only_service="ftp") is None
-    assert match_response(hello, null, b"220 Other FTP\r\n", only_service="ftp").product == \
+    assert match_response(hello, null, b"220 Other FTP\r\n", only_service="ftp").info.product == \
         "Other FTP"
 
 

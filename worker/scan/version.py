@@ -21,9 +21,10 @@ For one port, as Nmap does:
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from worker.protocol import HostResult, Service
 from worker.scan.probes import Probe, ProbeDatabase, Rule
@@ -39,17 +40,16 @@ NMAP_VERSION_IN_FP = "7.93"  # the SF format's V= field: the format version we w
 
 @dataclass(slots=True)
 class Match:
-    service: str
+    """A line that matched: what it says about the service, and where it is."""
+
+    info: Service  # name and version fields, as a probed, confidence-10 result
     soft: bool
-    product: str | None = None
-    version: str | None = None
-    extrainfo: str | None = None
-    hostname: str | None = None
-    ostype: str | None = None
-    devicetype: str | None = None
-    cpe: list[str] = field(default_factory=list)
     probe: str = ""
     line: int = 0
+
+    @property
+    def service(self) -> str:
+        return self.info.name
 
 
 def _group(match, number: int) -> bytes:
@@ -132,13 +132,13 @@ def _helper(name: str, args: list[str], match) -> str:
 def apply_rule(rule: Rule, found, probe_name: str) -> Match:
     fields, cpes = rule.template
     values = {key: substitute(value, found) for key, value in fields.items()}
-    return Match(
-        service=rule.service, soft=rule.soft,
+    info = Service(
+        name=rule.service, method="probed", conf=10,
         product=values.get("p") or None, version=values.get("v") or None,
         extrainfo=values.get("i") or None, hostname=values.get("h") or None,
         ostype=values.get("o") or None, devicetype=values.get("d") or None,
-        cpe=_one_cpe_per_part("cpe:/" + substitute(c, found) for c in cpes),
-        probe=probe_name, line=rule.line)
+        cpe=_one_cpe_per_part("cpe:/" + substitute(c, found) for c in cpes))
+    return Match(info, rule.soft, probe_name, rule.line)
 
 
 def _one_cpe_per_part(cpes) -> list[str]:
@@ -299,7 +299,8 @@ class PortProbing:
             return self.start()
         self.result = found
         if self.trace:
-            shown = "|".join(v or "" for v in (found.product, found.version, found.extrainfo))
+            info = found.info
+            shown = "|".join(v or "" for v in (info.product, info.version, info.extrainfo))
             self.trace(f"Service scan match (Probe {found.probe} matched with {found.probe} "
                        f"line {found.line}): {self.address}:{self.port} is "
                        f"{'SSL/' if self.ssl else ''}{found.service}.  Version: |{shown}|")
@@ -338,11 +339,7 @@ class PortProbing:
         tunnel = "ssl" if self.ssl else None
         found = self.result or self.soft
         if found is not None:
-            return Service(name=found.service, method="probed", conf=10,
-                           product=found.product, version=found.version,
-                           extrainfo=found.extrainfo, hostname=found.hostname,
-                           ostype=found.ostype, devicetype=found.devicetype, tunnel=tunnel,
-                           cpe=list(found.cpe))
+            return dataclasses.replace(found.info, tunnel=tunnel, cpe=list(found.info.cpe))
         if self.wrapped:
             return Service(name="tcpwrapped", method="probed", conf=WRAPPED_CONF)
         if self.ssl:
