@@ -4,8 +4,8 @@ bench/versionscan.py.
 ``ServiceFarm(address, directory).start()`` runs, each on its own port of ``address``:
 OpenSSH's sshd, Redis's redis-server and memcached (real programs), Python's http.server
 in clear and inside TLS, the FTP and SMTP peers of tests/ with common daemons' greetings, a
-silent port (accepts, never sends), a "tcpwrapped" port (accepts, then closes at once) and
-an unknown service (a banner no probe file knows).
+silent port (accepts, never sends), a "tcpwrapped" port (accepts, then closes at once),
+an unknown service (a banner no probe file knows) and TLS that never says a word.
 ``ports`` maps each role to its port; ``stop()`` ends everything.
 
 As a command: ``python tests/version_peers.py ADDRESS DIRECTORY`` prints the ports as JSON
@@ -34,7 +34,7 @@ from tcp_peer import TcpServer  # noqa: E402
 from tls_peer import make_certificate, server_context  # noqa: E402
 
 ROLES = ("ssh", "ftp", "smtp", "http", "https", "redis", "memcached", "silent", "wrapped",
-         "odd")
+         "odd", "tls-quiet")
 ODD_BANNER = b"\x01zork-7 ready\r\n"  # matches no probe file's line
 FTP_BANNER = b"220 (vsFTPd 3.0.3)\r\n"
 SMTP_BANNER = b"220 mail.example.test ESMTP Postfix (Debian/GNU)\r\n"
@@ -88,6 +88,23 @@ def _odd(sock: socket.socket) -> None:
     sock.close()
 
 
+class _QuietTls(TcpServer):
+    """TLS that says nothing: completes a handshake, then hangs up after a second."""
+
+    def __init__(self, address: str, port: int, context):
+        self.context = context
+        super().__init__(address, port, self._serve)
+
+    def _serve(self, sock: socket.socket) -> None:
+        sock.settimeout(10)
+        tls = self.own(self.context.wrap_socket(sock, server_side=True))
+        tls.settimeout(1)
+        try:
+            tls.recv(4096)
+        except OSError:
+            pass
+
+
 class _Program:
     def __init__(self, argv: list[str], log: Path):
         self.log = open(log, "wb")
@@ -127,8 +144,10 @@ class ServiceFarm:
             site.mkdir(exist_ok=True)
             (site / "index.html").write_text("<html><title>farm</title>hello</html>\n")
             cert, key, _ = make_certificate(d, "farm.test")
-            for role, context in (("http", None), ("https", server_context(cert, key))):
-                self._closers.append(_Http(a, p[role], site, context).close)
+            context = server_context(cert, key)
+            for role, tls in (("http", None), ("https", context)):
+                self._closers.append(_Http(a, p[role], site, tls).close)
+            self._closers.append(_QuietTls(a, p["tls-quiet"], context).close)
             redis = _Program([shutil.which("redis-server") or "redis-server", "--bind", a,
                               "--port", str(p["redis"]), "--save", "", "--appendonly", "no",
                               "--dir", str(d)], d / "redis.log")

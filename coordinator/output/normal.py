@@ -309,7 +309,7 @@ def service_label(port: PortResult, info: ScanInfo, sep: str = "/",
     if service.tunnel == "ssl":
         name = f"ssl{sep}{name}"
     if (info.version_scan and service.method == "table" and port.state == "open"
-            and name != "unknown"):  # Nmap never writes "unknown?"
+            and service.name != "unknown"):  # Nmap never writes "unknown?"
         name += "?"
     return name
 

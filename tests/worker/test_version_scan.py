@@ -261,6 +261,8 @@ def test_services_match_nmap(nmap_path, tmp_path):
     assert nmap_found[p["https"]]["tunnel"] == "ssl"
     assert nmap_found[p["wrapped"]]["name"] == "tcpwrapped"
     assert nmap_found[p["odd"]]["servicefp"].startswith(f"SF-Port{p['odd']}-TCP:")
+    assert (nmap_found[p["tls-quiet"]]["name"], nmap_found[p["tls-quiet"]]["tunnel"]) == (
+        "unknown", "ssl")
     assert ours == nmap_found
     # Without Nmap's data: our own probe file names the same services.
     names = {port: entry.get("name") for port, entry in nmap_found.items()}

@@ -342,11 +342,10 @@ class PortProbing:
             return dataclasses.replace(found.info, tunnel=tunnel, cpe=list(found.info.cpe))
         if self.wrapped:
             return Service(name="tcpwrapped", method="probed", conf=WRAPPED_CONF)
-        if self.ssl:
-            return Service(name="ssl", method="probed", conf=10)
-        if self.responses:
+        if self.responses or self.ssl:  # (inside TLS, Nmap reports "ssl/" + the table's name)
             name = table.name if table is not None else "unknown"
-            return Service(name=name, method="table", conf=3, servicefp=fingerprint(self))
+            return Service(name=name, method="table", conf=3, tunnel=tunnel,
+                           servicefp=fingerprint(self) if self.responses else None)
         return table
 
 
