@@ -12,7 +12,8 @@ from conftest import REPO
 
 from worker.errors import UserError
 from worker.protocol import ScanOptions, VersionOptions, decode, encode, GroupJob, Target
-from worker.scan.probes import OWN_PROBE_FILE, parse_probe_file, probe_database, unescape
+from worker.scan.probes import (OWN_PROBE_FILE, anchored_first_bytes, parse_probe_file,
+                                probe_database, unescape)
 from worker.scan.version import (PortProbing, escape_fp, match_response, probe_order,
                                  service_fingerprint, substitute)
 
@@ -94,6 +95,49 @@ def test_patterns_are_pcre():
     found = match_response(rules, None, b"y7!")
     assert (found.service, found.info.version) == ("branchreset", "7")
     assert match_response(rules, None, b"AB").service == "octal"
+
+
+@pytest.mark.parametrize("pattern, caseless, expected", [
+    (rb"^SSH-", False, {ord("S")}),
+    (rb"^ssh", True, {ord("s"), ord("S")}),
+    (rb"^\x16\x03", False, {0x16}),
+    (rb"^\r\n", False, {13}),
+    (rb"^\0\0", False, {0}),
+    (rb"^\.x", False, {ord(".")}),
+    (rb"^220(?: |-)", False, {ord("2")}),
+    (rb"^[]|]x(a|b)", False, None),  # can start with ] or |: not one literal
+    (rb"^a?b", False, None),
+    (rb"^a*b", False, None),
+    (rb"^a{0,2}b", False, None),
+    (rb"^a+b", False, {ord("a")}),
+    (rb"^ab|cd", False, None),  # a top-level alternative is not anchored
+    (rb"^a[^]|]b|c", False, None),
+    (rb"^a[[:alpha:]|]b", False, {ord("a")}),
+    (rb"^\d+", False, None),
+    (rb"^\012", False, None),
+    (rb"^(?i)a", False, None),
+    (rb"^\Qa|b\E", False, None),
+    (rb"SSH-", False, None),
+])
+def test_first_byte_prefilter(pattern, caseless, expected):
+    found = anchored_first_bytes(pattern, caseless)
+    assert (None if found is None else set(found)) == expected
+
+
+def test_prefilter_never_hides_a_match():
+    # Every line of the own probe file and of the sample, against answers starting with
+    # each byte: the prefiltered matcher agrees with trying every line.
+    from worker.scan.version import rules_for
+    for parsed in (db(), probe_database(path=OWN_PROBE_FILE)):
+        null = parsed.probe("NULL")
+        for probe in parsed.probes:
+            for first in range(256):
+                data = bytes([first]) + b"SH-2.0-OpenSSH_9.2p1 Debian\r\n220 x\r\nHTTP/1.0 200"
+                full = [r for r in rules_for(probe, null) if r.search(data)]
+                got = match_response(probe, null, data)
+                first_hard = next((r for r in full if not r.soft), None)
+                if first_hard is not None:
+                    assert got is not None and got.line == first_hard.line
 
 
 # -- the matcher -------------------------------------------------------------------------------
@@ -183,6 +227,9 @@ def test_fingerprint_escapes_and_header():
     assert fp == ('SF-Port4444-TCP:V=7.93%I=7%D=11/27%Time=6B090000%P=x86_64-pc-linux-gnu'
                   '%r(NULL,10,"A\\"B\\\\\\(x\\)\\x20\\0\\x01\\r\\n\\t\\xff%,");')
     assert escape_fp(b"ok") == "ok"
+    # As nmap -sV wrote string.punctuation: regex metacharacters (not {}) get a backslash.
+    assert escape_fp(b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~") == \
+        "!\\\"#\\$%&'\\(\\)\\*\\+,-\\./:;<=>\\?@\\[\\\\\\]\\^_`{\\|}~"
 
 
 def test_version_options_cross_the_wire():

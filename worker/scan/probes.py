@@ -46,7 +46,8 @@ class ProbeFileError(UserError):
 class Rule:
     """One match or softmatch line. The pattern compiles on first use (most never are)."""
 
-    __slots__ = ("service", "source", "flags", "soft", "template", "line", "_compiled")
+    __slots__ = ("service", "source", "flags", "soft", "template", "line", "_compiled",
+                 "first_bytes")
 
     def __init__(self, service: str, source: bytes, flags: str, soft: bool,
                  template: dict[str, str], cpes: list[str], line: int):
@@ -57,6 +58,9 @@ class Rule:
         self.template = (template, cpes)
         self.line = line
         self._compiled = None
+        # The bytes a match must start with, when the pattern says (``^SSH-``: {S}); None
+        # when it may start anywhere. Lets a response skip most lines without a regex call.
+        self.first_bytes = anchored_first_bytes(source, "i" in flags)
 
     def compiled(self):
         """The compiled pattern, or False when libpcre2 refuses it (the rule never matches)."""
@@ -72,6 +76,74 @@ class Rule:
             return pattern.search(data)
         except pcre2.LibraryError:  # e.g. the match limit: Nmap counts that as no match
             return None
+
+
+_SIMPLE_ESCAPES = {ord("r"): 13, ord("n"): 10, ord("t"): 9, ord("0"): 0, ord("a"): 7,
+                   ord("e"): 27, ord("f"): 12}
+_META = frozenset(b".[()|*+?{^$")
+
+
+def anchored_first_bytes(source: bytes, caseless: bool) -> frozenset[int] | None:
+    """For ``^`` followed by one literal byte (plain, ``\\xHH``, ``\\r``-style or an escaped
+    punctuation mark) that is not made optional, with no top-level ``|``: the bytes a
+    response must start with to match. None when that cannot be told this simply."""
+    if source[:1] != b"^" or b"\\Q" in source or _has_top_level_bar(source):
+        return None
+    i = 1
+    if i >= len(source):
+        return None
+    byte = source[i]
+    if byte == 0x5C:  # backslash
+        if i + 1 >= len(source):
+            return None
+        code = source[i + 1]
+        if code == ord("x") and _HEX2.fullmatch(source[i + 2:i + 4]):
+            byte, i = int(source[i + 2:i + 4], 16), i + 4
+        elif code in _SIMPLE_ESCAPES and not (code == ord("0") and source[i + 2:i + 3].isdigit()):
+            byte, i = _SIMPLE_ESCAPES[code], i + 2
+        elif not (0x30 <= code <= 0x39 or 0x41 <= code <= 0x5A or 0x61 <= code <= 0x7A):
+            byte, i = code, i + 2  # an escaped punctuation mark stands for itself
+        else:
+            return None  # \d, \w, \s, back-references, octal...
+    elif byte in _META:
+        return None
+    else:
+        i += 1
+    if source[i:i + 1] in (b"?", b"*", b"{"):  # the byte may be absent
+        return None
+    if caseless and 0x41 <= (byte | 0x20) - 0x20 <= 0x5A:
+        return frozenset((byte | 0x20, byte & ~0x20))
+    return frozenset((byte,))
+
+
+def _has_top_level_bar(source: bytes) -> bool:
+    depth, i, size, in_class = 0, 0, len(source), False
+    while i < size:
+        byte = source[i]
+        if byte == 0x5C:
+            i += 2
+            continue
+        if in_class:
+            if byte == 0x5B and source[i + 1:i + 2] == b":":  # [:alpha:] inside a class
+                end = source.find(b":]", i + 2)
+                i = end + 2 if end >= 0 else i + 1
+                continue
+            if byte == 0x5D:
+                in_class = False
+        elif byte == 0x5B:
+            in_class = True
+            if source[i + 1:i + 2] == b"^":
+                i += 1
+            if source[i + 1:i + 2] == b"]":  # a ] first in a class is literal
+                i += 1
+        elif byte == 0x28:
+            depth += 1
+        elif byte == 0x29:
+            depth -= 1
+        elif byte == 0x7C and depth == 0:
+            return True
+        i += 1
+    return False
 
 
 def compile_pattern(source: bytes, flags: str):

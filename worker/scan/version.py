@@ -168,8 +168,10 @@ def match_response(probe: Probe, null: Probe | None, data: bytes,
                    only_service: str | None = None) -> Match | None:
     """The first hard match of ``data``, else the first soft match, else None. With
     ``only_service`` (after a soft match), only that service's lines count."""
+    if not data:
+        return None
     soft: Match | None = None
-    for rule in rules_for(probe, null):
+    for rule in _candidates(probe, null, data[0]):
         if only_service is not None and rule.service != only_service:
             continue
         if soft is not None and (rule.soft or rule.service != soft.service):
@@ -182,6 +184,23 @@ def match_response(probe: Probe, null: Probe | None, data: bytes,
             return result
         soft = result
     return soft
+
+
+_candidate_cache: dict[tuple[int, int, int], tuple] = {}
+
+
+def _candidates(probe: Probe, null: Probe | None, first: int) -> tuple:
+    """The lines of ``rules_for(probe, null)`` that a response starting with ``first`` can
+    match, in order (a NULL answer is checked against 4,000 lines: most start with a fixed
+    byte). Cached per process: probe databases live as long as it does."""
+    key = (id(probe), id(null), first)
+    found = _candidate_cache.get(key)
+    if found is None:
+        found = _candidate_cache[key] = tuple(
+            r for r in rules_for(probe, null) if r.first_bytes is None or first in r.first_bytes)
+        found = (probe, null, found)  # holding the probes keeps their ids theirs
+        _candidate_cache[key] = found
+    return found[2]
 
 
 def probe_order(db: ProbeDatabase, port: int, intensity: int, ssl: bool) -> list[Probe]:
@@ -351,14 +370,14 @@ class PortProbing:
 
 # ------------------------------------------------------------------------------ fingerprint
 
-_FP_ESCAPES = {0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t", 0x00: "\\0", 0x22: '\\"',
-               0x5C: "\\\\", 0x28: "\\(", 0x29: "\\)"}
+_FP_ESCAPES = {0x0D: "\\r", 0x0A: "\\n", 0x09: "\\t", 0x00: "\\0"}
+_FP_ESCAPES.update((ord(c), "\\" + c) for c in '"$()*+.?[\\]^|')  # (observed: not {})
 
 
 def escape_fp(data: bytes) -> str:
-    """Bytes as the SF format writes them (observed): printable ASCII as is except space
-    (``\\x20``), ``"``, ``\\``, ``(`` and ``)`` (backslashed); ``\\r``, ``\\n``, ``\\t``,
-    ``\\0``; ``\\xHH`` for the rest."""
+    """Bytes as the SF format writes them (observed): printable ASCII as is, except space
+    (``\\x20``) and ``"`` plus the regex metacharacters, which get a backslash; ``\\r``,
+    ``\\n``, ``\\t``, ``\\0``; ``\\xHH`` for the rest."""
     out = []
     for b in data:
         special = _FP_ESCAPES.get(b)
