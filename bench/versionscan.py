@@ -1,7 +1,7 @@
 """Version-detection benchmark: the same `-sV` scan with nmap and with nsecluster.
 
     python -m bench.versionscan [--runs 3] [--hosts 4] [--intensity 7] [--silent]
-                                [--tools nmap,nsecluster] [--json out.json]
+                                [--banners N] [--tools nmap,nsecluster] [--json out.json]
 
 Starts the real-service farm of tests/version_peers.py (OpenSSH, Redis, memcached, http.server
 in clear and in TLS, FTP and SMTP greeters, a tcpwrapped port, an unknown service; with
@@ -29,7 +29,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from bench.farm import REPO_ROOT
+from bench.farm import REPO_ROOT, Farm, one_host_many_ports
 from bench.portscan import find_nsecluster, machine_facts, run_measured, tool_version
 
 PEERS = REPO_ROOT / "tests" / "version_peers.py"
@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--intensity", type=int, default=7, help="--version-intensity")
     ap.add_argument("--silent", action="store_true",
                     help="include the ports that never answer (slow for both tools)")
+    ap.add_argument("--banners", type=int, metavar="N",
+                    help="instead: one host of bench.farm with N ports greeting with a banner "
+                         "no probe matches (every probe's answer is matched and fingerprinted)")
     ap.add_argument("--tools", default="nmap,nsecluster")
     ap.add_argument("--nmap", default=shutil.which("nmap") or "/usr/bin/nmap")
     ap.add_argument("--json", help="write the figures here too")
@@ -117,8 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list] = {tool: [] for tool in tools}
     reference = None
     failures = []
-    with Farms(addresses, args.silent) as farms:
-        ports = ",".join(str(p) for p in sorted(farms.ports.values()))
+    if args.banners:
+        addresses = ["127.79.1.1"]
+        farm = Farm(one_host_many_ports(ip=addresses[0], open_count=args.banners, seed=1))
+    else:
+        farm = Farms(addresses, args.silent)
+    with farm:
+        open_ports = (farm.expected_open()[addresses[0]] if args.banners
+                      else farm.ports.values())
+        ports = ",".join(str(p) for p in sorted(open_ports))
         scan_args = ["-sT", "-Pn", "-n", "-sV", "--version-intensity", str(args.intensity),
                      "-p", ports, "-oX", "-", *addresses]
         for index in range(args.runs):
@@ -147,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = None
     if "nmap" in summary and "nsecluster" in summary:
         ratio = summary["nsecluster"]["median_wall_s"] / summary["nmap"]["median_wall_s"]
-    print(f"\n-sV on {args.hosts} hosts x {len(farms.ports)} services, intensity "
+    count = len(addresses) * len(list(open_ports))
+    print(f"\n-sV on {len(addresses)} hosts, {count} ports, intensity "
           f"{args.intensity}, {args.runs} runs each")
     for tool, figures in summary.items():
         print(f"  {tool:<10} median wall {figures['median_wall_s']:.2f} s, peak RSS "
@@ -161,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps({"machine": machine_facts(), "summary": summary,
                                                "ratio_wall": ratio, "failures": failures,
                                                "hosts": args.hosts, "intensity": args.intensity,
-                                               "services": len(farms.ports)}, indent=2))
+                                               "ports": count}, indent=2))
     return 1 if failures else 0
 
 
