@@ -74,6 +74,18 @@ def _add_scan_options(scan: argparse.ArgumentParser) -> None:
     g.add_argument("-r", dest="sequential", action="store_true",
                    help="scan ports in order, not randomized")
 
+    g = scan.add_argument_group("service/version detection")
+    g.add_argument("-sV", dest="version_scan", action="store_true",
+                   help="probe open ports to determine service/version info")
+    g.add_argument("--version-intensity", metavar="<level>",
+                   help="from 0 (light) to 9 (try all probes); 7 by default")
+    g.add_argument("--version-light", action="store_true",
+                   help="limit to the most likely probes (intensity 2)")
+    g.add_argument("--version-all", action="store_true",
+                   help="try every single probe (intensity 9)")
+    g.add_argument("--version-trace", action="store_true",
+                   help="show detailed version scan activity")
+
     g = scan.add_argument_group("script scan")
     g.add_argument("-sC", dest="default_scripts", action="store_true",
                    help="run the default scripts (same as --script=default)")

@@ -17,7 +17,7 @@ from coordinator.ports import default_ports, fast_ports, parse_port_spec, top_po
 from coordinator.targets import parse_excludes, validate_tokens
 from coordinator.timing import build_timing, parse_template, parse_time_ms
 from worker.datadir import DataPath
-from worker.protocol import PortSet, ScanOptions, ScriptOptions
+from worker.protocol import PortSet, ScanOptions, ScriptOptions, VersionOptions
 from worker.services import ServiceTable, service_table_for
 
 
@@ -89,6 +89,11 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
     if not args.targets and not args.input_file and script_options is None:
         # With scripts, as in Nmap: their pre- and post-scan phases run, 0 hosts are scanned.
         raise UserError("no targets given (see 'nsecluster scan --help')")
+    version_options = _version_options(args, ping_only)
+    if version_options is not None:  # -sV also runs the "version" scripts (nse-spec §2.3)
+        script_options = (ScriptOptions(script_scan=False, version_scan=True)
+                          if script_options is None
+                          else dataclasses.replace(script_options, version_scan=True))
     options = ScanOptions(
         ports=ports,
         scan_type="none" if ping_only else "syn" if syn else "connect",
@@ -103,6 +108,7 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
         datadir=args.datadir,
         scripts=script_options,
         privilege=getattr(args, "privilege", None) or "auto",
+        version=version_options,
     )
     broker = args.broker or environ.get("NSECLUSTER_BROKER") or None
     options, notices = _raw_packet_options(args, options, datapath, check_interface=not broker)
@@ -201,6 +207,23 @@ def _choose_ports(args, services: ServiceTable, warnings: list[str]) -> PortSet:
     else:
         selection = default_ports(services, protocols)
     return selection.for_protocols(protocols)
+
+
+def _version_options(args, ping_only: bool) -> VersionOptions | None:
+    """-sV and its --version-* options; None without -sV (the others alone do nothing)."""
+    intensity = 7
+    if getattr(args, "version_intensity", None) is not None:
+        text = str(args.version_intensity).strip()
+        if not text.isdigit() or not 0 <= int(text) <= 9:
+            raise UserError("version-intensity must be between 0 and 9")
+        intensity = int(text)
+    if getattr(args, "version_light", False):
+        intensity = 2
+    if getattr(args, "version_all", False):
+        intensity = 9
+    if not getattr(args, "version_scan", False) or ping_only:
+        return None
+    return VersionOptions(intensity=intensity, trace=bool(args.version_trace))
 
 
 def _script_options(args, datapath: DataPath) -> ScriptOptions | None:

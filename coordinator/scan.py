@@ -58,7 +58,9 @@ class Scan:
             scan_type=plan.options.scan_type, tcp_ranges=plan.options.ports.tcp,
             udp_ranges=plan.options.ports.udp, verbosity=plan.options.verbosity,
             debugging=plan.options.debugging, show_reason=plan.show_reason,
-            open_only=plan.open_only, script_scan=plan.options.scripts is not None)
+            open_only=plan.open_only,
+            script_scan=plan.options.scripts is not None and plan.options.scripts.script_scan,
+            version_scan=plan.options.version is not None)
         if plan.broker:
             from coordinator.cluster import ClusterRunner
             self.runner = ClusterRunner(plan.scan_id, plan.options, plan.broker, log=_log,

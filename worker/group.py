@@ -94,11 +94,23 @@ class _GroupRun:
         names = TableGuesses(service_table_for(self.options.datadir))
         for host in hosts:
             names.name_ports(host)
+        if not interrupted and self.options.version is not None:
+            interrupted = self._version_scan(hosts)
         new_targets = []
         if not interrupted and self.options.scripts is not None:
             interrupted, new_targets = self._script_scan(hosts)
         return GroupResult(self.job.scan_id, self.job.group_index, hosts, interrupted,
                            new_targets)
+
+    def _version_scan(self, hosts: list[HostResult]) -> bool:
+        """-sV over the finished hosts' open ports (after the port scan, before scripts)."""
+        from worker.scan.version import detect_versions
+
+        try:
+            detect_versions(self.loop, hosts, self.options, self.log)
+        except KeyboardInterrupt:
+            return True
+        return False
 
     def _script_scan(self, hosts: list[HostResult]) -> tuple[bool, list[str]]:
         """hostrule and portrule scripts over the finished hosts (nse-spec §4.1 phase 2)."""

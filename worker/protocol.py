@@ -133,6 +133,14 @@ class ScriptOptions:
 
 
 @dataclass(frozen=True, slots=True)
+class VersionOptions:
+    """Version detection (-sV): which probes (by rarity) and whether to trace them."""
+
+    intensity: int = 7  # --version-intensity; --version-light 2, --version-all 9
+    trace: bool = False  # --version-trace
+
+
+@dataclass(frozen=True, slots=True)
 class ScanOptions:
     """Everything a worker needs to scan a host group; frozen, validated by the coordinator."""
 
@@ -152,6 +160,7 @@ class ScanOptions:
     privilege: str = "auto"  # one of PRIVILEGE_MODES: what nmap.is_privileged() answers
     interface: str | None = None  # -e: raw packets leave through this device
     spoof_mac: str | None = None  # --spoof-mac, resolved: "02:11:22:33:44:55"
+    version: VersionOptions | None = None  # None: no version detection (-sV)
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,7 +469,19 @@ def _options_to_wire(o: ScanOptions) -> dict:
         "datadir": o.datadir,
         "privilege": o.privilege,
         "interface": o.interface, "spoof_mac": o.spoof_mac,
+        "version": None if o.version is None else {
+            "intensity": o.version.intensity, "trace": o.version.trace},
     }
+
+
+def _version_options_from_wire(data) -> VersionOptions | None:
+    if data is None:
+        return None
+    r = _Reader(data, "options.version")
+    intensity = r.int("intensity")
+    if not 0 <= intensity <= 9:
+        raise ProtocolError(f"options.version.intensity: {intensity} is not 0-9")
+    return VersionOptions(intensity=intensity, trace=r.bool("trace"))
 
 
 def _script_options_from_wire(data) -> ScriptOptions | None:
@@ -511,6 +532,7 @@ def _options_from_wire(r: _Reader) -> ScanOptions:
         privilege=privilege,
         interface=r.str("interface", optional=True),
         spoof_mac=_checked_mac(r.data.get("spoof_mac"), "options.spoof_mac"),
+        version=_version_options_from_wire(r.data.get("version")),
     )
 
 

@@ -308,7 +308,8 @@ def service_label(port: PortResult, info: ScanInfo, sep: str = "/",
     name = service.name or "unknown"
     if service.tunnel == "ssl":
         name = f"ssl{sep}{name}"
-    if info.version_scan and service.method == "table" and port.state == "open":
+    if (info.version_scan and service.method == "table" and port.state == "open"
+            and service.name != "unknown"):  # Nmap never writes "unknown?"
         name += "?"
     return name
 

@@ -541,3 +541,28 @@ def test_ctrl_c_revokes_the_scans_outstanding_tasks(cluster, tmp_path):
     logs = "".join(cluster.log(i) for i in range(len(cluster.processes)))
     assert f"Discarding revoked task: nsecluster.group {scan_id[:12]}" in logs
     assert len(reported_addresses(tmp_path / "out.xml")) < 20
+
+
+def test_version_detection_runs_on_the_workers(cluster, tmp_path):
+    """-sV through the cluster: the workers probe and match (the job carries the options),
+    and the coordinator writes the same services as the embedded scan."""
+    from ftp_peer import FtpPeer
+
+    peer = FtpPeer("127.0.71.1", 0, banner=b"220 (vsFTPd 3.0.3)\r\n")
+    try:
+        common = ["-n", "-Pn", "-sV", "--version-light", "-p", str(peer.port), "127.0.71.1"]
+        embedded = run_nsecluster("scan", *common, "-oX", tmp_path / "embedded.xml")
+        clustered = run_nsecluster("scan", *common, "--broker", BROKER,
+                                   "-oX", tmp_path / "cluster.xml")
+    finally:
+        peer.close()
+    assert embedded.returncode == 0, embedded.stderr
+    assert clustered.returncode == 0, clustered.stderr
+
+    def services(path):
+        return [dict(s.attrib) for s in ET.parse(path).getroot().iter("service")]
+
+    found = services(tmp_path / "cluster.xml")
+    assert found == services(tmp_path / "embedded.xml")
+    assert [(s["name"], s["product"], s["version"], s["method"]) for s in found] == [
+        ("ftp", "vsftpd", "3.0.3", "probed")]

@@ -468,6 +468,17 @@ def test_version_columns_guesses_tunnels_fingerprint_and_service_info():
                          "https://nmap.org/submit/ .")
 
 
+def test_unknown_service_with_a_fingerprint_has_no_question_mark():
+    # As nmap -sV prints a port it could not name that answered (tests/worker/
+    # test_version_scan.py compares the whole scan with nmap's).
+    fp = 'SF-Port40109-TCP:V=7.93%I=2%D=11/27%Time=6B09043F%P=x86_64-pc-linux-gnu%r(NULL,1,"x");'
+    ports = [port(40109, "open", service=Service("unknown", servicefp=fp)),
+             port(40110, "open", service=Service("tcpwrapped", "probed", 8))]
+    lines = render(info(version_scan=True), [host("127.0.0.3", ports)]).splitlines()
+    start = lines.index("PORT      STATE SERVICE    VERSION")
+    assert lines[start + 1:start + 3] == ["40109/tcp open  unknown", "40110/tcp open  tcpwrapped"]
+
+
 # --------------------------------------------------------------------------------------------
 # Streaming, interruption, factory
 
