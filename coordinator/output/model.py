@@ -8,7 +8,7 @@ from dataclasses import dataclass
 class ScanInfo:
     command_line: str  # the whole command as typed, for headers and XML args
     start_time: float  # epoch seconds
-    scan_type: str  # "connect", or "none" for a ping-only scan (-sn)
+    scan_type: str  # "connect", "syn", "udp" (-sU alone), or "none" for a ping-only scan (-sn)
     tcp_ranges: tuple[tuple[int, int], ...]  # scanned TCP ports, merged ranges
     udp_ranges: tuple[tuple[int, int], ...] = ()
     # Effective levels, as Nmap reports them in XML: each -d also raises verbosity by one

@@ -17,6 +17,15 @@ How this works:
 - --min-rate lets probes out beyond the windows while the scan is slower than the rate;
   --max-rate and --scan-delay hold them back.
 - In discovery mode a host is finished by its first answer; its other probes are abandoned.
+- ``answers_rate_limited`` (UDP: Linux sends ICMP port unreachable about once a second per
+  peer, after a burst of six): silence may be a dropped answer, not a silent port. An answer
+  that needed retries, or a try lost while later probes were answered, raises the tries every
+  port gets; ports already given up with fewer tries get the rest. Once the host has nothing
+  left to send, one given-up port is asked again after a pause long enough for the target's
+  allowance to refill (a "recheck"); an answer proves the rate limit, and the host's send delay
+  becomes at least that pause. The send delay also doubles (up to --max-scan-delay) when
+  answers keep needing retries. So a closed port is not called open|filtered because its ICMP
+  was dropped, and a host that does not limit costs one recheck at most.
 """
 from __future__ import annotations
 
@@ -30,6 +39,12 @@ from worker.protocol import Timing
 INITIAL_CWND = 10.0
 INITIAL_SSTHRESH = 75.0
 DEFAULT_MAX_CWND = {0: 1, 1: 1, 2: 1, 3: 300, 4: 500, 5: 1000}
+# Rate-limit slowdown: the first send delay, and when to apply it: answers first needed this
+# many retries, or this share of recent answers (at least LATE_ANSWERS_MIN) needed a retry.
+FIRST_SEND_DELAY_MS = 50
+SLOWDOWN_TRYNO = 3
+LATE_ANSWERS_MIN, LATE_ANSWERS_SHARE = 8, 0.2
+RECHECK_AFTER_MS = 1050  # Linux's default ICMP allowance refills one answer per 1000 ms
 _NOTHING: list = []  # shared empty result; callers only iterate it
 
 
@@ -73,7 +88,9 @@ class HostScan:
     __slots__ = ("key", "pending", "retries", "outstanding", "results", "cwnd", "ssthresh", "queued",
                  "rtt", "max_good_tryno", "last_reply_sent_ms", "last_drop_ms", "next_send_ms",
                  "deadline_ms", "done", "finished_ms", "timed_out", "up", "up_reason",
-                 "work_total", "work_done")
+                 "work_total", "work_done", "send_delay_ms", "given_up", "answers", "late_answers",
+                 "reason_ttls", "answered_total", "last_answer_ms", "rechecked_at",
+                 "recheck_port")
 
     def __init__(self, key: Hashable, ports: Iterable[int], deadline_ms: float | None):
         self.key = key
@@ -97,6 +114,15 @@ class HostScan:
         self.up_reason: str | None = None
         self.work_total = len(self.pending)
         self.work_done = 0
+        self.send_delay_ms = 0.0  # this host's own scan delay (rate-limit slowdown)
+        self.given_up: dict[int, int] = {}  # port -> last try, of silent ports (rate-limit mode)
+        self.answers = 0  # answers, and those that needed a retry, since the last slowdown
+        self.late_answers = 0
+        self.answered_total = 0
+        self.last_answer_ms = -1.0
+        self.rechecked_at = 0  # answered_total when the last recheck went out
+        self.recheck_port: int | None = None
+        self.reason_ttls: dict[int, int] = {}  # port -> TTL of its answer, when the prober saw it
 
     def has_work(self) -> bool:
         return bool(self.pending or self.retries)
@@ -107,9 +133,13 @@ class UltraScan:
     answer per host (ping); otherwise every port gets a final state."""
 
     def __init__(self, targets: Iterable[tuple[Hashable, Iterable[int]]], timing: Timing,
-                 now_ms: float, discovery: bool = False, fd_budget: int = 4000):
+                 now_ms: float, discovery: bool = False, fd_budget: int = 4000,
+                 silence: tuple[str, str] = ("filtered", "no-response"),
+                 answers_rate_limited: bool = False):
         self.timing = timing
         self.discovery = discovery
+        self.silence = silence  # a port's outcome when no try was answered
+        self.answers_rate_limited = answers_rate_limited
         deadline = now_ms + timing.host_timeout_ms if timing.host_timeout_ms > 0 else None
         self.hosts = [HostScan(key, ports, deadline) for key, ports in targets]
         for host in self.hosts:
@@ -163,7 +193,7 @@ class UltraScan:
         group_room = min(group_room, self.fd_budget - self.outstanding)
         if timing.max_rate > 0:
             group_room = min(group_room, self._take_tokens(now_ms))
-        one_per_host = timing.scan_delay_ms > 0
+        scan_delay = timing.scan_delay_ms
         append = probes.append
         # Each host once per call at most, so a host held back by its own window or by
         # --scan-delay costs one look, not a loop.
@@ -180,7 +210,8 @@ class UltraScan:
             room = group_room if below_min_rate else int(host.cwnd) - len(host.outstanding)
             if room > group_room:
                 room = group_room
-            if one_per_host and room > 1:
+            delay = host.send_delay_ms if host.send_delay_ms > scan_delay else scan_delay
+            if delay and room > 1:
                 room = 1
             if room <= 0:
                 self._enqueue(host)
@@ -200,8 +231,8 @@ class UltraScan:
                 add(probe)
                 append(probe)
                 group_room -= 1
-            if one_per_host:
-                host.next_send_ms = now_ms + timing.scan_delay_ms
+            if delay:
+                host.next_send_ms = now_ms + delay
             self._enqueue(host)
         if timing.max_rate > 0:
             self._tokens -= len(probes)
@@ -243,7 +274,8 @@ class UltraScan:
         self._replies += 1
         if self._replies & 7 == 1:  # the group estimate only seeds new hosts: a sample in 8
             self.rtt.sample(rtt_us)
-        if probe.tryno > host.max_good_tryno:
+        more_tries_needed = probe.tryno > host.max_good_tryno
+        if more_tries_needed:
             host.max_good_tryno = probe.tryno
         if probe.sent_ms > host.last_reply_sent_ms:
             host.last_reply_sent_ms = probe.sent_ms
@@ -266,22 +298,32 @@ class UltraScan:
             return _NOTHING
         host.results[probe.port] = (state, reason)
         host.work_done += 1
-        if not outstanding and not host.pending and not host.retries:
-            self._mark_done(host, now_ms)
+        if self.answers_rate_limited:
+            self._note_answer(host, probe, now_ms, more_tries_needed)
+        self._maybe_done(host, now_ms)
         return _NOTHING
 
     def on_timeout(self, probe: Probe, now_ms: float) -> None:
         host = probe.host
         if not self._forget(probe):
             return
+        if probe.port == host.recheck_port:
+            host.recheck_port = None
         if probe.sent_ms < host.last_reply_sent_ms:
             self._drop(host, probe.sent_ms)
+            if (self.answers_rate_limited and probe.tryno == host.max_good_tryno
+                    and probe.tryno < self.timing.max_retries):
+                # Lost although the host answers later probes: the next try may get through.
+                host.max_good_tryno += 1
+                self._more_tries_needed(host)
         allowed = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
         if probe.tryno < allowed:
             host.retries.append((probe.port, probe.tryno + 1))
             self._enqueue(host)
         else:
-            host.results[probe.port] = ("filtered", "no-response")
+            host.results[probe.port] = self.silence
+            if self.answers_rate_limited:
+                host.given_up[probe.port] = probe.tryno
             if not self.discovery:
                 host.work_done += 1
             self._maybe_done(host, now_ms)
@@ -302,6 +344,58 @@ class UltraScan:
         return abandoned
 
     # -- internals --------------------------------------------------------------------------
+    def _note_answer(self, host: HostScan, probe: Probe, now_ms: float,
+                     more_tries_needed: bool) -> None:
+        """Rate-limit mode: see ``answers_rate_limited`` in the module's notes."""
+        host.answers += 1
+        host.answered_total += 1
+        host.last_answer_ms = now_ms
+        if probe.tryno:
+            host.late_answers += 1
+        if probe.port == host.recheck_port:  # silent before, answers after a pause: limited
+            host.recheck_port = None
+            self._slow_down(host, RECHECK_AFTER_MS)
+        if more_tries_needed:
+            self._more_tries_needed(host)
+        elif (host.late_answers >= LATE_ANSWERS_MIN
+              and host.late_answers >= LATE_ANSWERS_SHARE * host.answers):
+            self._slow_down(host)
+
+    def _more_tries_needed(self, host: HostScan) -> None:
+        """The host now gets more tries per port: ports given up with fewer get the rest."""
+        allowed = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
+        revisit = [port for port, last in host.given_up.items() if last < allowed]
+        for port in revisit:
+            host.retries.append((port, host.given_up.pop(port) + 1))
+            del host.results[port]
+            host.work_done -= 1
+        self._enqueue(host)
+        if host.max_good_tryno >= SLOWDOWN_TRYNO:
+            self._slow_down(host)
+
+    def _slow_down(self, host: HostScan, at_least: float = FIRST_SEND_DELAY_MS) -> None:
+        cap = self.timing.max_scan_delay_ms
+        host.send_delay_ms = min(cap, max(at_least, host.send_delay_ms * 2))
+        host.answers = host.late_answers = 0
+
+    def _recheck(self, host: HostScan) -> bool:
+        """Rate-limit mode, host idle: ask one given-up port again after a pause, if the host
+        answered anything since the last recheck. True: the host is not done yet."""
+        if host.answered_total == host.rechecked_at or not host.answered_total:
+            return False
+        port = next((p for p, last in host.given_up.items()
+                     if last < self.timing.max_retries), None)
+        if port is None:
+            return False
+        host.rechecked_at = host.answered_total
+        host.recheck_port = port
+        host.retries.append((port, host.given_up.pop(port) + 1))
+        del host.results[port]
+        host.work_done -= 1
+        host.next_send_ms = max(host.next_send_ms, host.last_answer_ms + RECHECK_AFTER_MS)
+        self._enqueue(host)
+        return True
+
     def _forget(self, probe: Probe) -> bool:
         host = probe.host
         if probe not in host.outstanding:
@@ -332,6 +426,8 @@ class UltraScan:
 
     def _maybe_done(self, host: HostScan, now_ms: float) -> None:
         if not host.outstanding and not host.has_work() and not host.done:
+            if self.answers_rate_limited and host.given_up and self._recheck(host):
+                return
             self._mark_done(host, now_ms)
 
     def _mark_done(self, host: HostScan, now_ms: float) -> None:

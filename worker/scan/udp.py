@@ -1,0 +1,183 @@
+"""UDP probes on the event loop (``-sU``): the raw-socket half of UltraScan for UDP ports.
+
+Each probe is one UDP datagram from a fixed source port, sent through a raw IPv4 socket (we
+write the UDP header, the kernel adds the IP header), carrying the port's payload
+(udp_payloads.py). Why raw rather than a UDP socket bound to that port: the answers that tell a
+port's state are ICMP errors, which an unconnected UDP socket does not receive (it would need
+IP_RECVERR's error queue, one per socket), while a raw ICMP socket sees them all; and with no
+UDP socket bound to our source port, the kernel's UDP layer does not compete for the answers.
+Sending needs the same privilege as receiving, so the two raw sockets come as a pair.
+
+Answers, as Nmap reads them:
+- a UDP datagram from the probed (address, port) to our source port: ``open/udp-response``;
+- ICMP port unreachable (type 3 code 3) quoting our datagram: ``closed/port-unreach``;
+- other ICMP unreachables (codes 0, 1, 2, 9, 10, 13): ``filtered`` with the code's reason;
+- silence after the retries: ``open|filtered/no-response`` (UltraScan's ``silence``).
+
+Linux sends ICMP port unreachable about once a second per peer (net.ipv4.icmp_ratelimit), so
+a closed port's answer is often dropped: the scan runs UltraScan in ``answers_rate_limited``
+mode, which gives silent ports the retries the host turns out to need and slows the host
+down, rather than call a closed port ``open|filtered``.
+"""
+from __future__ import annotations
+
+import random
+import socket
+import struct
+
+from worker.nsock.loop import EventLoop
+from worker.scan.syn import SynProber, _checksum
+from worker.scan.udp_payloads import PayloadTable, payloads_for
+from worker.scan.ultra import Probe, UltraScan
+
+SILENCE = ("open|filtered", "no-response")
+_ICMP_UNREACHABLE = 3
+# ICMP destination unreachable code -> (port state, Nmap's reason)
+UNREACHABLE_OUTCOMES = {
+    0: ("filtered", "net-unreach"),
+    1: ("filtered", "host-unreach"),
+    2: ("filtered", "proto-unreach"),
+    3: ("closed", "port-unreach"),
+    9: ("filtered", "net-prohibited"),
+    10: ("filtered", "host-prohibited"),
+    13: ("filtered", "admin-prohibited"),
+}
+_RECEIVE_BURST = 512
+
+
+def raw_udp_sockets() -> tuple[socket.socket, socket.socket]:
+    """(UDP, ICMP) raw sockets: probes go out and answers come in on the first, ICMP errors
+    on the second. OSError without the privilege."""
+    sockets = []
+    try:
+        for protocol in (socket.IPPROTO_UDP, socket.IPPROTO_ICMP):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, protocol)
+            sockets.append(sock)
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets[0], sockets[1]
+
+
+def udp_datagram(source: bytes, destination: bytes, source_port: int, port: int,
+                 payload: bytes) -> bytes:
+    """UDP header (RFC 768) with its checksum over the IPv4 pseudo-header, then the payload."""
+    length = 8 + len(payload)
+    pseudo = source + destination + struct.pack("!BBH", 0, socket.IPPROTO_UDP, length)
+    header = struct.pack("!HHHH", source_port, port, length, 0)
+    checksum = _checksum(pseudo + header + payload) or 0xFFFF  # 0 would mean "no checksum"
+    return header[:6] + struct.pack("!H", checksum) + payload
+
+
+def unreachable_outcome(packet: bytes, our_ports) -> tuple[bytes, int, int] | None:
+    """(their address, their port, ICMP code) when ``packet`` (IPv4 with ICMP) is a destination
+    unreachable quoting a UDP datagram from one of ``our_ports``; else None."""
+    outer = (packet[0] & 0x0F) * 4
+    if len(packet) < outer + 8 + 20 or packet[outer] != _ICMP_UNREACHABLE:
+        return None
+    quoted = outer + 8
+    inner = (packet[quoted] & 0x0F) * 4
+    if packet[quoted + 9] != socket.IPPROTO_UDP or len(packet) < quoted + inner + 4:
+        return None
+    source_port, port = struct.unpack_from("!HH", packet, quoted + inner)
+    if source_port not in our_ports:
+        return None
+    return packet[quoted + 16:quoted + 20], port, packet[outer + 1]
+
+
+class UdpProber(SynProber):
+    """Drives one UltraScan of IPv4 hosts to completion with UDP probes on ``loop``; shares
+    SynProber's raw-socket bookkeeping (sources, probes waiting by (address, port), timers)."""
+
+    def __init__(self, loop: EventLoop, scan: UltraScan,
+                 sockets: tuple[socket.socket, socket.socket] | None = None,
+                 payloads: PayloadTable | None = None, datadir: str | None = None):
+        udp, icmp = sockets or raw_udp_sockets()
+        super().__init__(loop, scan, udp)
+        self.icmp = icmp
+        self.payloads = payloads if payloads is not None else payloads_for(datadir)
+        self.source_port = _source_port(scan)
+        self.our_ports = frozenset({self.source_port} | self.payloads.source_ports)
+
+    def run(self) -> None:
+        self.loop.watch(self.icmp.fileno(), on_read=self._icmp_readable)
+        super().run()
+
+    def abandon_all(self) -> None:
+        super().abandon_all()
+        self.loop.forget(self.icmp.fileno())
+        self.icmp.close()
+
+    def _packet(self, probe: Probe, ours: bytes, theirs: bytes) -> bytes:
+        payload = self.payloads.for_try(probe.port, probe.tryno)
+        return udp_datagram(ours, theirs, payload.source_port or self.source_port, probe.port,
+                            payload.data)
+
+    # -- answers ----------------------------------------------------------------------------
+    def _readable(self) -> None:
+        """UDP datagrams: one from a probed (address, port) to our port opens that port."""
+        if self._closed:
+            return
+        our_ports = self.our_ports
+        answered = False
+        for packet in self._drain(self.sock):
+            header_length = (packet[0] & 0x0F) * 4
+            if len(packet) < header_length + 8:
+                continue
+            source_port, destination_port = struct.unpack_from("!HH", packet, header_length)
+            if destination_port in our_ports:
+                answered |= self._answer((packet[12:16], source_port), ("open", "udp-response"),
+                                         packet[8])
+        if answered:
+            self._queue_pump()
+
+    def _icmp_readable(self) -> None:
+        if self._closed:
+            return
+        answered = False
+        for packet in self._drain(self.icmp):
+            found = unreachable_outcome(packet, self.our_ports)
+            if found is None:
+                continue
+            theirs, port, code = found
+            outcome = UNREACHABLE_OUTCOMES.get(code)
+            if outcome is not None:  # e.g. "fragmentation needed" says nothing of the port
+                answered |= self._answer((theirs, port), outcome, packet[8])
+        if answered:
+            self._queue_pump()
+
+    def _drain(self, sock: socket.socket):
+        for _ in range(_RECEIVE_BURST):
+            try:
+                yield sock.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+
+    def _answer(self, key: tuple[bytes, int], outcome: tuple[str, str], ttl: int) -> bool:
+        probe = self._waiting.pop(key, None)
+        if probe is None:
+            return False
+        self._cancel_timer(probe)
+        probe.host.reason_ttls[probe.port] = ttl  # as Nmap reports it (reason_ttl)
+        for abandoned in self.scan.on_reply(probe, self.loop.now_ms(), *outcome):
+            self._close(abandoned)
+        return True
+
+
+def _source_port(scan: UltraScan) -> int:
+    """A random high source port, not one of the scanned ports when that can be helped: on
+    loopback our own probe to that port would arrive looking like its answer."""
+    scanned = set()
+    for host in scan.hosts:
+        scanned.update(host.pending)
+        break  # every host is asked the same ports
+    for _ in range(64):
+        port = random.randint(33000, 60999)
+        if port not in scanned:
+            return port
+    return port
