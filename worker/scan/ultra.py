@@ -90,7 +90,7 @@ class HostScan:
                  "deadline_ms", "done", "finished_ms", "timed_out", "up", "up_reason",
                  "work_total", "work_done", "send_delay_ms", "given_up", "answers", "late_answers",
                  "reason_ttls", "answered_total", "last_answer_ms", "rechecked_at",
-                 "recheck_port")
+                 "recheck_port", "rate_proven")
 
     def __init__(self, key: Hashable, ports: Iterable[int], deadline_ms: float | None):
         self.key = key
@@ -122,6 +122,7 @@ class HostScan:
         self.last_answer_ms = -1.0
         self.rechecked_at = 0  # answered_total when the last recheck went out
         self.recheck_port: int | None = None
+        self.rate_proven = False  # a recheck showed the target limits its answers
         self.reason_ttls: dict[int, int] = {}  # port -> TTL of its answer, when the prober saw it
 
     def has_work(self) -> bool:
@@ -274,7 +275,9 @@ class UltraScan:
         self._replies += 1
         if self._replies & 7 == 1:  # the group estimate only seeds new hosts: a sample in 8
             self.rtt.sample(rtt_us)
-        more_tries_needed = probe.tryno > host.max_good_tryno
+        # After a recheck proved a rate limit, a port answering its n-th try says how many
+        # tries it burnt before we slowed down, not how many a port needs now.
+        more_tries_needed = probe.tryno > host.max_good_tryno and not host.rate_proven
         if more_tries_needed:
             host.max_good_tryno = probe.tryno
         if probe.sent_ms > host.last_reply_sent_ms:
@@ -312,7 +315,7 @@ class UltraScan:
         if probe.sent_ms < host.last_reply_sent_ms:
             self._drop(host, probe.sent_ms)
             if (self.answers_rate_limited and probe.tryno == host.max_good_tryno
-                    and probe.tryno < self.timing.max_retries):
+                    and probe.tryno < self.timing.max_retries and not host.rate_proven):
                 # Lost although the host answers later probes: the next try may get through.
                 host.max_good_tryno += 1
                 self._more_tries_needed(host)
@@ -354,7 +357,10 @@ class UltraScan:
             host.late_answers += 1
         if probe.port == host.recheck_port:  # silent before, answers after a pause: limited
             host.recheck_port = None
+            host.rate_proven = True
             self._slow_down(host, RECHECK_AFTER_MS)
+            # Every port given up so far gets one more try at the slower pace.
+            self._revisit(host, self.timing.max_retries)
         if more_tries_needed:
             self._more_tries_needed(host)
         elif (host.late_answers >= LATE_ANSWERS_MIN
@@ -363,15 +369,18 @@ class UltraScan:
 
     def _more_tries_needed(self, host: HostScan) -> None:
         """The host now gets more tries per port: ports given up with fewer get the rest."""
-        allowed = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
-        revisit = [port for port, last in host.given_up.items() if last < allowed]
+        self._revisit(host, min(self.timing.max_retries, max(1, host.max_good_tryno + 1)))
+        if host.max_good_tryno >= SLOWDOWN_TRYNO:
+            self._slow_down(host)
+
+    def _revisit(self, host: HostScan, tries: int) -> None:
+        """Ports given up after fewer than ``tries`` tries get their next one."""
+        revisit = [port for port, last in host.given_up.items() if last < tries]
         for port in revisit:
             host.retries.append((port, host.given_up.pop(port) + 1))
             del host.results[port]
             host.work_done -= 1
         self._enqueue(host)
-        if host.max_good_tryno >= SLOWDOWN_TRYNO:
-            self._slow_down(host)
 
     def _slow_down(self, host: HostScan, at_least: float = FIRST_SEND_DELAY_MS) -> None:
         cap = self.timing.max_scan_delay_ms
