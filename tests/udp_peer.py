@@ -48,7 +48,8 @@ def main(argv: list[str]) -> None:
     selector = selectors.DefaultSelector()
     for spec in specs:
         kind, port, *rest = spec.split(":")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET,
+                             socket.SOCK_DGRAM)
         sock.bind((address, int(port)))
         selector.register(sock, selectors.EVENT_READ, (kind, rest))
     print("ready", flush=True)

@@ -149,13 +149,15 @@ class _GroupRun:
             self._scan_ports_with([a for a in up if ":" in a], ConnectProber)
         elif self.options.scan_type == "connect":
             self._scan_ports_with(up, ConnectProber)
-        if self.options.udp_scan:  # after TCP, as Nmap does; raw UDP probes are IPv4 only
-            self._scan_udp_ports([a for a in up if ":" not in a])
+        if self.options.udp_scan:  # after TCP, as Nmap does
+            from worker.scan.udp import Udp6Prober, UdpProber
+            self._scan_udp_ports([a for a in up if ":" not in a], UdpProber)
+            self._scan_udp_ports([a for a in up if ":" in a], Udp6Prober)
 
-    def _scan_udp_ports(self, up: list[str]) -> None:
+    def _scan_udp_ports(self, up: list[str], prober) -> None:
         if not up:
             return
-        from worker.scan.udp import SILENCE, UdpProber
+        from worker.scan.udp import SILENCE
 
         udp_ports = list(self.options.ports.ports("udp"))
         scan = UltraScan(((a, scrambled(udp_ports) if self.options.randomize_ports
@@ -164,7 +166,7 @@ class _GroupRun:
                          silence=SILENCE, answers_rate_limited=True)
         self.udpscan.update({h.key: h for h in scan.hosts})
         self.current = scan
-        UdpProber(self.loop, scan, datadir=self.options.datadir).run()
+        prober(self.loop, scan, datadir=self.options.datadir).run()
         self.current = None
 
     def _scan_ports_with(self, up: list[str], prober) -> None:
@@ -230,7 +232,7 @@ class _GroupRun:
         scans = []
         if self.options.scan_type != "none":
             scans.append(self.portscan.get(address))
-        if self.options.udp_scan and ":" not in address:
+        if self.options.udp_scan:
             scans.append(self.udpscan.get(address))
         return scans
 

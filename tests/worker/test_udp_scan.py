@@ -42,12 +42,14 @@ def port_outcomes(xml_text: str) -> dict[tuple[str, int], tuple[str, str, str]]:
 class Target:
     """Namespace b's services and firewall rules; stops its peer at the end."""
 
-    def __init__(self, b, specs, rules=(), ratelimit_off=True):
+    def __init__(self, b, specs, rules=(), ratelimit_off=True, address="192.0.2.2"):
+        v6 = ":" in address
         if ratelimit_off:
-            b.run("sysctl", "-qw", "net.ipv4.icmp_ratelimit=0")
+            b.run("sysctl", "-qw", "net.ipv6.icmp.ratelimit=0" if v6 else
+                  "net.ipv4.icmp_ratelimit=0")
         for rule in rules:
-            b.run("iptables", "-A", "INPUT", "-p", "udp", *rule.split())
-        self.peer = b.popen(sys.executable, str(PEER), "192.0.2.2", *specs,
+            b.run("ip6tables" if v6 else "iptables", "-A", "INPUT", "-p", "udp", *rule.split())
+        self.peer = b.popen(sys.executable, str(PEER), address, *specs,
                             stdout=subprocess.PIPE, text=True)
         assert self.peer.stdout.readline().strip() == "ready"
 
@@ -105,6 +107,29 @@ def test_states_and_reasons_match_nmap(veth_pair, target_factory, no_payloads):
     # Our own payloads, not nmap-payloads: the DNS responder still answers.
     builtin = port_outcomes(ours_in(a, "-sU", "-p", MIXED_PORTS, env=no_payloads).stdout)
     assert builtin == ours
+
+
+def test_ipv6_states_and_reasons_match_nmap(veth_pair, target_factory):
+    a, b = veth_pair
+    for space, device, address in ((a, "vA", "2001:db8::1/64"), (b, "vB", "2001:db8::2/64")):
+        space.run("ip", "addr", "add", address, "dev", device, "nodad")
+    target_factory(("echo:7", "dns:53"), (
+        "--dport 2000 -j DROP",
+        "--dport 2001 -j REJECT --reject-with icmp6-adm-prohibited",
+        "--dport 2002 -j REJECT --reject-with icmp6-addr-unreachable",
+        "--dport 2003 -j REJECT --reject-with icmp6-no-route"), address="2001:db8::2")
+    args = ["-6", "-n", "-Pn", "-sU", "--reason", "-p", "7,53,2000-2003,3000", "2001:db8::2",
+            "-oX", "-"]
+    nmap = port_outcomes(a.run(shutil.which("nmap"), *args, timeout=120).stdout)
+    done = run_nsecluster("scan", *args, netns=a.name)
+    assert done.returncode == 0, done.stderr
+    ours = port_outcomes(done.stdout)
+    assert {p: o[:2] for (_, p), o in ours.items()} == {
+        7: ("open", "udp-response"), 53: ("open", "udp-response"),
+        2000: ("open|filtered", "no-response"), 2001: ("filtered", "admin-prohibited"),
+        2002: ("filtered", "host-unreach"), 2003: ("filtered", "no-route"),
+        3000: ("closed", "port-unreach")}
+    assert ours == nmap
 
 
 def test_the_dns_payload_matters(veth_pair, target_factory):

@@ -7,6 +7,7 @@ port's state are ICMP errors, which an unconnected UDP socket does not receive (
 IP_RECVERR's error queue, one per socket), while a raw ICMP socket sees them all; and with no
 UDP socket bound to our source port, the kernel's UDP layer does not compete for the answers.
 Sending needs the same privilege as receiving, so the two raw sockets come as a pair.
+IPv6 hosts get the same with IPv6 raw sockets and ICMPv6 (Udp6Prober).
 
 Answers, as Nmap reads them:
 - a UDP datagram from the probed (address, port) to our source port: ``open/udp-response``;
@@ -24,6 +25,7 @@ from __future__ import annotations
 import random
 import socket
 import struct
+import sys
 
 from worker.nsock.loop import EventLoop
 from worker.scan.syn import SynProber, _checksum
@@ -181,3 +183,105 @@ def _source_port(scan: UltraScan) -> int:
         if port not in scanned:
             return port
     return port
+
+
+# -- IPv6 ---------------------------------------------------------------------------------------
+_ICMP6_UNREACHABLE = 1
+# ICMPv6 destination unreachable code (RFC 4443 §3.1) -> outcome, with Nmap's reason names
+UNREACHABLE6_OUTCOMES = {
+    0: ("filtered", "no-route"),
+    1: ("filtered", "admin-prohibited"),
+    3: ("filtered", "host-unreach"),
+    4: ("closed", "port-unreach"),
+}
+_HOPLIMIT_SPACE = socket.CMSG_SPACE(4)
+
+
+def raw_udp6_sockets() -> tuple[socket.socket, socket.socket]:
+    """(UDP, ICMPv6) raw IPv6 sockets. The kernel fills in the UDP checksum (IPV6_CHECKSUM)
+    and, as IPv6 raw sockets do, hands over packets without their IPv6 header; the hop limit
+    comes as ancillary data."""
+    sockets = []
+    try:
+        for protocol in (socket.IPPROTO_UDP, socket.IPPROTO_ICMPV6):
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, protocol)
+            sockets.append(sock)
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        sockets[0].setsockopt(socket.IPPROTO_IPV6, socket.IPV6_CHECKSUM, 6)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets[0], sockets[1]
+
+
+def unreachable6_outcome(message: bytes, our_ports) -> tuple[bytes, int, int] | None:
+    """(their address, their port, code) when an ICMPv6 ``message`` is a destination
+    unreachable quoting a UDP datagram from one of ``our_ports`` (no extension headers)."""
+    if len(message) < 8 + 40 + 4 or message[0] != _ICMP6_UNREACHABLE or message[8 + 6] != 17:
+        return None
+    source_port, port = struct.unpack_from("!HH", message, 48)
+    if source_port not in our_ports:
+        return None
+    return message[8 + 24:8 + 40], port, message[1]
+
+
+class Udp6Prober(UdpProber):
+    """UdpProber for IPv6 hosts."""
+
+    def __init__(self, loop: EventLoop, scan: UltraScan, payloads: PayloadTable | None = None,
+                 datadir: str | None = None):
+        super().__init__(loop, scan, raw_udp6_sockets(), payloads, datadir)
+
+    def _addresses(self, address: str) -> tuple[bytes, bytes]:
+        pair = self._sources.get(address)
+        if pair is None:
+            pair = self._sources[address] = (b"", socket.inet_pton(socket.AF_INET6, address))
+        return pair
+
+    def _packet(self, probe: Probe, ours: bytes, theirs: bytes) -> bytes:
+        payload = self.payloads.for_try(probe.port, probe.tryno)
+        length = 8 + len(payload.data)
+        return struct.pack("!HHHH", payload.source_port or self.source_port, probe.port,
+                           length, 0) + payload.data  # the kernel writes the checksum
+
+    def _readable(self) -> None:
+        if self._closed:
+            return
+        answered = False
+        for datagram, hops, sender in self._drain6(self.sock):
+            if len(datagram) >= 8:
+                source_port, destination_port = struct.unpack_from("!HH", datagram)
+                if destination_port in self.our_ports:
+                    answered |= self._answer((sender, source_port), ("open", "udp-response"),
+                                             hops)
+        if answered:
+            self._queue_pump()
+
+    def _icmp_readable(self) -> None:
+        if self._closed:
+            return
+        answered = False
+        for message, hops, _ in self._drain6(self.icmp):
+            found = unreachable6_outcome(message, self.our_ports)
+            if found is not None and found[2] in UNREACHABLE6_OUTCOMES:
+                answered |= self._answer(found[:2], UNREACHABLE6_OUTCOMES[found[2]], hops)
+        if answered:
+            self._queue_pump()
+
+    def _drain6(self, sock: socket.socket):
+        """(data, hop limit, sender's packed address) of each waiting packet."""
+        for _ in range(_RECEIVE_BURST):
+            try:
+                data, ancillary, _, sender = sock.recvmsg(2048, _HOPLIMIT_SPACE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            hops = 0
+            for level, kind, value in ancillary:
+                if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT:
+                    hops = int.from_bytes(value[:4], sys.byteorder)
+            yield data, hops, socket.inet_pton(socket.AF_INET6, sender[0].split("%")[0])

@@ -18,17 +18,20 @@ How this works:
   --max-rate and --scan-delay hold them back.
 - In discovery mode a host is finished by its first answer; its other probes are abandoned.
 - ``answers_rate_limited`` (UDP: Linux sends ICMP port unreachable about once a second per
-  peer, after a burst of six): silence may be a dropped answer, not a silent port. An answer
-  that needed retries, or a try lost while later probes were answered, raises the tries every
-  port gets; ports already given up with fewer tries get the rest. Once the host has nothing
-  left to send, one given-up port is asked again after a pause long enough for the target's
-  allowance to refill (a "recheck"); an answer proves the rate limit, and the host's send delay
-  becomes at least that pause. The send delay also doubles (up to --max-scan-delay) when
-  answers keep needing retries. So a closed port is not called open|filtered because its ICMP
-  was dropped, and a host that does not limit costs one recheck at most.
+  peer after a burst of six, and at most 1000 a second in all): silence may be a dropped
+  answer, not a silent port. An answer that needed retries, or a try lost while later probes
+  were answered, raises the tries every port gets (ports already given up with fewer get the
+  rest). Once the host has nothing left to send, a few given-up ports are asked again after a
+  pause long enough for the target's allowance to refill (a "recheck"). Answers prove the
+  limit and measure it (one answer after a one-second pause: one a second): the host's send
+  delay becomes that pace (at most --max-scan-delay) and every given-up port is asked once
+  more at it, without spending a try; then the next recheck. The host is done when a recheck
+  gets no answer. So a closed port is not called open|filtered because its ICMP was dropped,
+  and a host that does not limit costs one recheck at most.
 """
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Hashable, Iterable
 
@@ -39,12 +42,10 @@ from worker.protocol import Timing
 INITIAL_CWND = 10.0
 INITIAL_SSTHRESH = 75.0
 DEFAULT_MAX_CWND = {0: 1, 1: 1, 2: 1, 3: 300, 4: 500, 5: 1000}
-# Rate-limit slowdown: the first send delay, and when to apply it: answers first needed this
-# many retries, or this share of recent answers (at least LATE_ANSWERS_MIN) needed a retry.
-FIRST_SEND_DELAY_MS = 50
-SLOWDOWN_TRYNO = 3
-LATE_ANSWERS_MIN, LATE_ANSWERS_SHARE = 8, 0.2
-RECHECK_AFTER_MS = 1050  # Linux's default ICMP allowance refills one answer per 1000 ms
+# Rate-limit mode: the recheck's pause (Linux's default allowance refills one ICMP answer per
+# 1000 ms) and how many given-up ports it asks again.
+RECHECK_AFTER_MS = 1050
+RECHECK_PORTS = 8
 _NOTHING: list = []  # shared empty result; callers only iterate it
 
 
@@ -88,9 +89,8 @@ class HostScan:
     __slots__ = ("key", "pending", "retries", "outstanding", "results", "cwnd", "ssthresh", "queued",
                  "rtt", "max_good_tryno", "last_reply_sent_ms", "last_drop_ms", "next_send_ms",
                  "deadline_ms", "done", "finished_ms", "timed_out", "up", "up_reason",
-                 "work_total", "work_done", "send_delay_ms", "given_up", "answers", "late_answers",
-                 "reason_ttls", "answered_total", "last_answer_ms", "rechecked_at",
-                 "recheck_port", "rate_proven")
+                 "work_total", "work_done", "send_delay_ms", "given_up", "reason_ttls", "answered_total", "last_answer_ms", "rechecked_at",
+                 "recheck_ports", "recheck_answers", "rate_proven")
 
     def __init__(self, key: Hashable, ports: Iterable[int], deadline_ms: float | None):
         self.key = key
@@ -116,12 +116,11 @@ class HostScan:
         self.work_done = 0
         self.send_delay_ms = 0.0  # this host's own scan delay (rate-limit slowdown)
         self.given_up: dict[int, int] = {}  # port -> last try, of silent ports (rate-limit mode)
-        self.answers = 0  # answers, and those that needed a retry, since the last slowdown
-        self.late_answers = 0
         self.answered_total = 0
         self.last_answer_ms = -1.0
         self.rechecked_at = 0  # answered_total when the last recheck went out
-        self.recheck_port: int | None = None
+        self.recheck_ports: set[int] = set()  # asked again in the current recheck
+        self.recheck_answers = 0
         self.rate_proven = False  # a recheck showed the target limits its answers
         self.reason_ttls: dict[int, int] = {}  # port -> TTL of its answer, when the prober saw it
 
@@ -310,8 +309,6 @@ class UltraScan:
         host = probe.host
         if not self._forget(probe):
             return
-        if probe.port == host.recheck_port:
-            host.recheck_port = None
         if probe.sent_ms < host.last_reply_sent_ms:
             self._drop(host, probe.sent_ms)
             if (self.answers_rate_limited and probe.tryno == host.max_good_tryno
@@ -327,6 +324,10 @@ class UltraScan:
             host.results[probe.port] = self.silence
             if self.answers_rate_limited:
                 host.given_up[probe.port] = probe.tryno
+                if probe.port in host.recheck_ports:
+                    host.recheck_ports.discard(probe.port)
+                    if not host.recheck_ports:
+                        self._recheck_done(host)
             if not self.discovery:
                 host.work_done += 1
             self._maybe_done(host, now_ms)
@@ -350,28 +351,19 @@ class UltraScan:
     def _note_answer(self, host: HostScan, probe: Probe, now_ms: float,
                      more_tries_needed: bool) -> None:
         """Rate-limit mode: see ``answers_rate_limited`` in the module's notes."""
-        host.answers += 1
         host.answered_total += 1
         host.last_answer_ms = now_ms
-        if probe.tryno:
-            host.late_answers += 1
-        if probe.port == host.recheck_port:  # silent before, answers after a pause: limited
-            host.recheck_port = None
-            host.rate_proven = True
-            self._slow_down(host, RECHECK_AFTER_MS)
-            # Every port given up so far gets one more try at the slower pace.
-            self._revisit(host, self.timing.max_retries)
+        if probe.port in host.recheck_ports:  # silent before, answers after a pause: limited
+            host.recheck_ports.discard(probe.port)
+            host.recheck_answers += 1
+            if not host.recheck_ports:
+                self._recheck_done(host)
         if more_tries_needed:
             self._more_tries_needed(host)
-        elif (host.late_answers >= LATE_ANSWERS_MIN
-              and host.late_answers >= LATE_ANSWERS_SHARE * host.answers):
-            self._slow_down(host)
 
     def _more_tries_needed(self, host: HostScan) -> None:
         """The host now gets more tries per port: ports given up with fewer get the rest."""
         self._revisit(host, min(self.timing.max_retries, max(1, host.max_good_tryno + 1)))
-        if host.max_good_tryno >= SLOWDOWN_TRYNO:
-            self._slow_down(host)
 
     def _revisit(self, host: HostScan, tries: int) -> None:
         """Ports given up after fewer than ``tries`` tries get their next one."""
@@ -382,28 +374,40 @@ class UltraScan:
             host.work_done -= 1
         self._enqueue(host)
 
-    def _slow_down(self, host: HostScan, at_least: float = FIRST_SEND_DELAY_MS) -> None:
-        cap = self.timing.max_scan_delay_ms
-        host.send_delay_ms = min(cap, max(at_least, host.send_delay_ms * 2))
-        host.answers = host.late_answers = 0
-
     def _recheck(self, host: HostScan) -> bool:
-        """Rate-limit mode, host idle: ask one given-up port again after a pause, if the host
-        answered anything since the last recheck. True: the host is not done yet."""
+        """Rate-limit mode, host idle: ask a few given-up ports again after a pause, if the
+        host answered anything since the last recheck. True: the host is not done yet."""
         if host.answered_total == host.rechecked_at or not host.answered_total:
             return False
-        port = next((p for p, last in host.given_up.items()
-                     if last < self.timing.max_retries), None)
-        if port is None:
-            return False
+        ports = list(itertools.islice(host.given_up, RECHECK_PORTS))
         host.rechecked_at = host.answered_total
-        host.recheck_port = port
-        host.retries.append((port, host.given_up.pop(port) + 1))
-        del host.results[port]
-        host.work_done -= 1
+        host.recheck_ports = set(ports)
+        host.recheck_answers = 0
+        final = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
+        for port in ports:  # not a try: the port's tries were spent while answers were lost
+            host.retries.append((port, max(host.given_up.pop(port), final)))
+            del host.results[port]
+            host.work_done -= 1
         host.next_send_ms = max(host.next_send_ms, host.last_answer_ms + RECHECK_AFTER_MS)
         self._enqueue(host)
         return True
+
+    def _recheck_done(self, host: HostScan) -> None:
+        answers = host.recheck_answers
+        if not answers:
+            return  # the given-up ports are silent: the host ends
+        host.rate_proven = True
+        pace = min(self.timing.max_scan_delay_ms, RECHECK_AFTER_MS / answers)
+        host.send_delay_ms = max(host.send_delay_ms, pace)
+        host.next_send_ms = max(host.next_send_ms, host.last_answer_ms + host.send_delay_ms)
+        # Once each, not a try: their tries were spent while answers were being lost.
+        final = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
+        for port, last in host.given_up.items():
+            host.retries.append((port, max(last, final)))
+            del host.results[port]
+        host.work_done -= len(host.given_up)
+        host.given_up.clear()
+        self._enqueue(host)
 
     def _forget(self, probe: Probe) -> bool:
         host = probe.host
