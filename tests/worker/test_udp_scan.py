@@ -225,7 +225,8 @@ def test_default_icmp_rate_limit_still_agrees_with_nmap(veth_pair, target_factor
     assert elapsed > 8  # it had to slow down to about one closed port a second
 
 
-def test_payload_comes_from_nmap_payloads_in_datadir(veth_pair, target_factory, no_payloads, tmp_path):
+def test_payload_comes_from_nmap_payloads_in_datadir(veth_pair, target_factory, no_payloads,
+                                                    tmp_path):
     a, _ = veth_pair
     target_factory(("magic:4444:" + b"nsc-magic\r\n\x00".hex(), "from:4445:1234"))
     (tmp_path / "nmap-payloads").write_text(
@@ -243,6 +244,22 @@ def test_payload_comes_from_nmap_payloads_in_datadir(veth_pair, target_factory, 
     # (observed), so only 4444 is compared.
     nmap = port_outcomes(nmap_in(a, "-sU", "-p", "4444", "--datadir", str(tmp_path)))
     assert nmap[("udp", 4444)][0] == with_file[("udp", 4444)][0] == "open"
+
+
+def test_a_probe_from_the_probed_port_is_not_its_own_answer(veth_pair, tmp_path):
+    """On loopback, a payload's source port equal to the probed port makes our probe arrive
+    looking like the answer; it is not (Nmap: closed)."""
+    a, _ = veth_pair
+    (tmp_path / "nmap-payloads").write_text('udp 500 "probe" source 500\n')
+    for target in ("127.0.0.1", "::1"):
+        args = ["-n", "-Pn", "-sU", "-p", "500", "--datadir", tmp_path, target, "-oX", "-"]
+        done = run_nsecluster("scan", *args, netns=a.name)
+        assert done.returncode == 0, done.stderr
+        ours = port_outcomes(done.stdout)
+        assert ours[("udp", 500)][:2] == ("closed", "port-unreach"), target
+    nmap = a.run(shutil.which("nmap"), *map(str, args[:-3]), "127.0.0.1", "-oX", "-",
+                 timeout=60).stdout
+    assert port_outcomes(nmap)[("udp", 500)][:2] == ("closed", "port-unreach")
 
 
 def test_a_malformed_nmap_payloads_is_one_line(veth_pair, tmp_path):

@@ -130,11 +130,25 @@ class UdpProber(SynProber):
             if len(packet) < header_length + 8:
                 continue
             source_port, destination_port = struct.unpack_from("!HH", packet, header_length)
-            if destination_port in our_ports:
+            if destination_port in our_ports and not self._own_probe(packet, header_length):
                 answered |= self._answer((packet[12:16], source_port), ("open", "udp-response"),
                                          packet[8])
         if answered:
             self._queue_pump()
+
+    def _own_probe(self, packet: bytes, header_length: int) -> bool:
+        """On loopback a probe sent from port P to port P (a payload's source port) arrives
+        looking like an answer from P: same addresses both ways, same ports, our payload."""
+        ports = packet[header_length:header_length + 4]
+        if packet[12:16] != packet[16:20] or ports[:2] != ports[2:]:
+            return False
+        return self._is_our_payload((packet[12:16], int.from_bytes(ports[:2], "big")),
+                                    packet[header_length + 8:])
+
+    def _is_our_payload(self, key: tuple[bytes, int], data: bytes) -> bool:
+        probe = self._waiting.get(key)
+        return probe is not None and data == self.payloads.for_try(probe.port,
+                                                                   probe.tryno).data
 
     def _icmp_readable(self) -> None:
         if self._closed:
@@ -254,7 +268,9 @@ class Udp6Prober(UdpProber):
         for datagram, hops, sender in self._drain6(self.sock):
             if len(datagram) >= 8:
                 source_port, destination_port = struct.unpack_from("!HH", datagram)
-                if destination_port in self.our_ports:
+                if destination_port in self.our_ports and not (
+                        source_port == destination_port  # our own probe, on loopback
+                        and self._is_our_payload((sender, source_port), datagram[8:])):
                     answered |= self._answer((sender, source_port), ("open", "udp-response"),
                                              hops)
         if answered:

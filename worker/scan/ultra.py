@@ -89,8 +89,9 @@ class HostScan:
     __slots__ = ("key", "pending", "retries", "outstanding", "results", "cwnd", "ssthresh", "queued",
                  "rtt", "max_good_tryno", "last_reply_sent_ms", "last_drop_ms", "next_send_ms",
                  "deadline_ms", "done", "finished_ms", "timed_out", "up", "up_reason",
-                 "work_total", "work_done", "send_delay_ms", "given_up", "reason_ttls", "answered_total", "last_answer_ms", "rechecked_at",
-                 "recheck_ports", "recheck_answers", "rate_proven")
+                 "work_total", "work_done", "send_delay_ms", "given_up", "reason_ttls",
+                 "answered_total", "last_answer_ms", "rechecked_at", "recheck_ports",
+                 "recheck_answers", "rate_proven")
 
     def __init__(self, key: Hashable, ports: Iterable[int], deadline_ms: float | None):
         self.key = key
