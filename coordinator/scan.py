@@ -62,7 +62,8 @@ class Scan:
         info = ScanInfo(
             command_line=plan.command_line, start_time=plan.start_time,
             scan_type=_reported_scan_type(plan.options), tcp_ranges=plan.options.ports.tcp,
-            udp_ranges=plan.options.ports.udp, verbosity=plan.options.verbosity,
+            udp_ranges=plan.options.ports.udp, udp_scan=plan.options.udp_scan,
+            verbosity=plan.options.verbosity,
             debugging=plan.options.debugging, show_reason=plan.show_reason,
             open_only=plan.open_only, script_scan=plan.options.scripts is not None)
         if plan.broker:

@@ -208,6 +208,16 @@ def test_udp_beside_syn_scan_matches_nmap(veth_pair, target_factory):
     assert {k: v[0] for k, v in connect.items()} == {k: v[0] for k, v in ours.items()}
 
 
+def test_scaninfo_lists_each_requested_scan_type_as_nmap_does(veth_pair):
+    a, _ = veth_pair
+
+    def scaninfo(xml_text):
+        return [dict(e.attrib) for e in ET.fromstring(xml_text).iter("scaninfo")]
+
+    for flags in (["-sU", "-sT", "-p", "U:53"], ["-sU", "-sS", "-p", "T:80"], ["-sU", "-p", "9"]):
+        assert scaninfo(ours_in(a, *flags).stdout) == scaninfo(nmap_in(a, *flags)), flags
+
+
 def test_default_icmp_rate_limit_still_agrees_with_nmap(veth_pair, target_factory):
     """Linux answers about one closed port a second (after a burst of six): silence must not
     make a closed port open|filtered."""
