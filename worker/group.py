@@ -149,8 +149,9 @@ class _GroupRun:
             self._scan_ports_with([a for a in up if ":" in a], ConnectProber)
         elif self.options.scan_type == "connect":
             self._scan_ports_with(up, ConnectProber)
-        if self.options.udp_scan:  # after TCP, as Nmap does
+        if self.options.udp_scan:  # after TCP, as Nmap does; not a host past --host-timeout
             from worker.scan.udp import Udp6Prober, UdpProber
+            up = [a for a in up if not self._tcp_timed_out(a)]
             self._scan_udp_ports([a for a in up if ":" not in a], UdpProber)
             self._scan_udp_ports([a for a in up if ":" in a], Udp6Prober)
 
@@ -232,9 +233,13 @@ class _GroupRun:
         scans = []
         if self.options.scan_type != "none":
             scans.append(self.portscan.get(address))
-        if self.options.udp_scan:
+        if self.options.udp_scan and not self._tcp_timed_out(address):
             scans.append(self.udpscan.get(address))
         return scans
+
+    def _tcp_timed_out(self, address: str) -> bool:
+        tcp = self.portscan.get(address)
+        return tcp is not None and tcp.timed_out
 
     def _host_result(self, target: Target, finished_ms: float | None) -> HostResult:
         address = target.address
