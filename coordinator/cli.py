@@ -62,6 +62,8 @@ def _add_scan_options(scan: argparse.ArgumentParser) -> None:
                    help="TCP connect scan (the default)")
     g.add_argument("-sS", dest="syn_scan", action="store_true",
                    help="TCP SYN scan (raw packets: root or CAP_NET_RAW)")
+    g.add_argument("-sU", dest="udp_scan", action="store_true",
+                   help="UDP scan, alone or beside -sS/-sT (raw packets: root or CAP_NET_RAW)")
 
     g = scan.add_argument_group("port specification and scan order")
     g.add_argument("-p", dest="ports", metavar="PORTS",

@@ -16,7 +16,6 @@ import time
 from coordinator.scanrecord import ScanRecord
 from worker.errors import UserError
 from worker.protocol import (
-    RAW_SCAN_TYPES,
     GroupJob,
     GroupResult,
     PhaseJob,
@@ -25,6 +24,7 @@ from worker.protocol import (
     ScanOptions,
     ScriptResult,
     from_wire,
+    needs_raw_sockets,
     to_wire,
 )
 
@@ -85,8 +85,9 @@ class ClusterRunner:
         self.log(f"nsecluster: scan {self.scan_id} on {len(self.workers)} worker"
                  f"{'s' if len(self.workers) != 1 else ''} ({processes} processes); "
                  f"'nsecluster status {self.scan_id}' shows it")
-        if self.options.scan_type in RAW_SCAN_TYPES:
-            self._route_to_privileged_workers([], why="-sS")
+        if needs_raw_sockets(self.options):  # -sS, -sU
+            flags = ["-sS"] * (self.options.scan_type == "syn") + ["-sU"] * self.options.udp_scan
+            self._route_to_privileged_workers([], why=" ".join(flags))
         elif self.options.interface or self.options.spoof_mac:  # they are about raw packets
             self._route_to_privileged_workers([], why="-e" if self.options.interface
                                               else "--spoof-mac")

@@ -56,17 +56,24 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
     warnings.extend(services.warnings)
     ping_only = bool(args.ping_only)
     syn = bool(getattr(args, "syn_scan", False))
-    if ping_only and (args.connect_scan or syn):
+    udp = bool(getattr(args, "udp_scan", False))
+    if ping_only and (args.connect_scan or syn or udp):
         raise UserError("-sn (skip port scan) is not valid with any other scan type "
-                        f"({'-sS' if syn else '-sT'})")
+                        f"({'-sS' if syn else '-sT' if args.connect_scan else '-sU'})")
     if syn and args.connect_scan:
         raise UserError("You specified more than one type of TCP scan. Please choose only one "
                         "of -sT and -sS")
     if ping_only and (args.ports is not None or args.top_ports or args.fast):
         raise UserError("-sn (no port scan) cannot be combined with -p, --top-ports or -F")
-    ports = PortSet() if ping_only else _choose_ports(args, services, warnings)
-    if not ping_only and ports.count("tcp") == 0:
-        raise UserError("No TCP ports to scan: the port list selects none for -sT")
+    # Nmap's default is a TCP scan; -sU alone scans UDP only, -sU with -sS/-sT both.
+    tcp = not ping_only and (args.connect_scan or syn or not udp)
+    protocols = ("tcp",) * tcp + ("udp",) * udp
+    ports = PortSet() if ping_only else _choose_ports(args, services, warnings, protocols)
+    if protocols and ports.count("tcp") + ports.count("udp") == 0:
+        what = ("TCP and UDP", "-sT/-sS and -sU") if tcp and udp else \
+            ("UDP", "-sU") if udp else ("TCP", "-sS" if syn else "-sT")
+        raise UserError(f"No {what[0]} ports to scan: the port list selects none for "
+                        f"{what[1]}")
 
     validate_tokens(args.targets, 6 if args.ipv6 else None)
     for text in args.exclude:
@@ -96,7 +103,8 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
                           else dataclasses.replace(script_options, version_scan=True))
     options = ScanOptions(
         ports=ports,
-        scan_type="none" if ping_only else "syn" if syn else "connect",
+        scan_type="none" if not tcp else "syn" if syn else "connect",
+        udp_scan=udp,
         randomize_ports=not args.sequential,
         host_discovery=not args.no_ping,
         reverse_dns=args.dns or "up",
@@ -188,8 +196,8 @@ def _raw_packet_options(args, options: ScanOptions, datapath: DataPath,
         tuple(notices)
 
 
-def _choose_ports(args, services: ServiceTable, warnings: list[str]) -> PortSet:
-    protocols = ("tcp",)
+def _choose_ports(args, services: ServiceTable, warnings: list[str],
+                  protocols: tuple[str, ...]) -> PortSet:
     if args.fast and args.ports is not None:
         raise UserError("You cannot use -F (fast scan) with -p (explicit port selection) but "
                         "see --top-ports to fast scan a range of ports")

@@ -15,22 +15,30 @@ from coordinator.output.model import RunStats, ScanInfo
 from coordinator.plan import ScanPlan, build_plan
 from coordinator.progress import ProgressDisplay, StdoutProxy
 from coordinator.targets import TargetStream, parse_excludes, read_exclude_file, read_target_file
-from worker.protocol import RAW_SCAN_TYPES, HostResult
+from worker.protocol import HostResult, needs_raw_sockets
 
 
 def run_scan_command(args, command_line: str, environ: dict) -> int:
     plan = build_plan(args, command_line, environ)
     told_unprivileged = plan.options.privilege == "unprivileged"
-    if plan.options.scan_type in RAW_SCAN_TYPES and (told_unprivileged or not plan.broker):
+    if needs_raw_sockets(plan.options) and (told_unprivileged or not plan.broker):
         from worker.nsock.raw import raw_sockets_allowed
         # Nmap quits too; without --unprivileged a cluster sends it to privileged workers
         if told_unprivileged or not raw_sockets_allowed():
-            raise UserError("You requested a scan type which requires root privileges (-sS "
-                            "needs raw sockets: run as root or with CAP_NET_RAW, or use -sT)")
+            raise UserError(f"You requested a scan type which requires root privileges "
+                            f"({_raw_sockets_needed(plan.options)})")
     for warning in plan.warnings:
         print(warning, file=sys.stderr)
     stop_on_signals()
     return Scan(plan).run()
+
+
+def _raw_sockets_needed(options) -> str:
+    """Which flags need raw sockets, and what to do instead."""
+    flags = ["-sS"] * (options.scan_type == "syn") + ["-sU"] * options.udp_scan
+    text = " and ".join(flags) + (" need" if len(flags) > 1 else " needs")
+    text += " raw sockets: run as root or with CAP_NET_RAW"
+    return text + (", or use -sT" if options.scan_type == "syn" else "")
 
 
 def stop_on_signals() -> None:
@@ -55,8 +63,9 @@ class Scan:
         targets = self._targets()
         info = ScanInfo(
             command_line=plan.command_line, start_time=plan.start_time,
-            scan_type=plan.options.scan_type, tcp_ranges=plan.options.ports.tcp,
-            udp_ranges=plan.options.ports.udp, verbosity=plan.options.verbosity,
+            scan_type=_reported_scan_type(plan.options), tcp_ranges=plan.options.ports.tcp,
+            udp_ranges=plan.options.ports.udp, udp_scan=plan.options.udp_scan,
+            verbosity=plan.options.verbosity,
             debugging=plan.options.debugging, show_reason=plan.show_reason,
             open_only=plan.open_only,
             script_scan=plan.options.scripts is not None and plan.options.scripts.script_scan,
@@ -140,8 +149,10 @@ class Scan:
             writers.prescript(results)
         def started(group):
             if plan.options.verbosity:
+                ports = plan.options.ports
                 print(f"Scanning {len(group)} host{'s' if len(group) != 1 else ''} "
-                      f"[{plan.options.ports.count('tcp')} ports/host]", file=sys.stderr)
+                      f"[{ports.count('tcp') + ports.count('udp')} ports/host]",
+                      file=sys.stderr)
             progress.group_started(len(group))
 
         numbers = itertools.count()
@@ -174,6 +185,13 @@ class Scan:
             self.hosts_down += 1
         else:
             self.hosts_up += 1
+
+
+def _reported_scan_type(options) -> str:
+    """The outputs' scan type: the TCP one, "udp" for -sU alone, "none" for -sn."""
+    if options.scan_type == "none" and options.udp_scan:
+        return "udp"
+    return options.scan_type
 
 
 def _log(line: str) -> None:

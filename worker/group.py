@@ -19,6 +19,7 @@ from worker.protocol import (
     PortRun,
     Target,
     merge_ranges,
+    scans_ports,
     shown_ports_limit,
 )
 from worker.scan.connect import ConnectProber, fd_budget
@@ -68,7 +69,8 @@ class _GroupRun:
         self.names: dict[str, str | None] = {}
         self.discovery: dict[str, HostScan] = {}
         self.raw_ping = None  # RawPing: reasons, TTLs and MACs of privileged discovery
-        self.portscan: dict[str, HostScan] = {}
+        self.portscan: dict[str, HostScan] = {}  # TCP
+        self.udpscan: dict[str, HostScan] = {}
         self.resolver = None
         self.current: UltraScan | None = None
         self._progress_timer = None
@@ -177,14 +179,34 @@ class _GroupRun:
         self.names[address] = name
 
     def _scan_ports(self, up: list[str]) -> None:
-        if self.options.scan_type == "none" or not up:
+        if not up:
             return
         if self.options.scan_type == "syn":  # raw SYN probes are IPv4; IPv6 hosts connect
             from worker.scan.syn import SynProber
             self._scan_ports_with([a for a in up if ":" not in a], SynProber)
             self._scan_ports_with([a for a in up if ":" in a], ConnectProber)
-        else:
+        elif self.options.scan_type == "connect":
             self._scan_ports_with(up, ConnectProber)
+        if self.options.udp_scan:  # after TCP, as Nmap does; not a host past --host-timeout
+            from worker.scan.udp import Udp6Prober, UdpProber
+            up = [a for a in up if not self._tcp_timed_out(a)]
+            self._scan_udp_ports([a for a in up if ":" not in a], UdpProber)
+            self._scan_udp_ports([a for a in up if ":" in a], Udp6Prober)
+
+    def _scan_udp_ports(self, up: list[str], prober) -> None:
+        if not up:
+            return
+        from worker.scan.udp import SILENCE
+
+        udp_ports = list(self.options.ports.ports("udp"))
+        scan = UltraScan(((a, scrambled(udp_ports) if self.options.randomize_ports
+                           else udp_ports) for a in up),
+                         self.options.timing, self.loop.now_ms(), fd_budget=fd_budget(),
+                         silence=SILENCE, answers_rate_limited=True)
+        self.udpscan.update({h.key: h for h in scan.hosts})
+        self.current = scan
+        prober(self.loop, scan, datadir=self.options.datadir).run()
+        self.current = None
 
     def _scan_ports_with(self, up: list[str], prober) -> None:
         if not up:
@@ -237,15 +259,32 @@ class _GroupRun:
         ping = self.discovery.get(address)
         if ping is not None and (not ping.done or not ping.up or ping.timed_out):
             return ping.finished_ms
-        if self.options.scan_type != "none":
-            ports = self.portscan.get(address)
-            return ports.finished_ms if ports is not None and ports.done else None
+        if scans_ports(self.options):
+            scans = self._port_scans(address)
+            if not all(scan is not None and scan.done for scan in scans):
+                return None
+            return max(scan.finished_ms for scan in scans)
         return ping.finished_ms if ping is not None else self.start_ms
+
+    def _port_scans(self, address: str) -> list[HostScan | None]:
+        """This host's port scans (TCP, UDP) that the scan runs; None for one not begun."""
+        scans = []
+        if self.options.scan_type != "none":
+            scans.append(self.portscan.get(address))
+        if self.options.udp_scan and not self._tcp_timed_out(address):
+            scans.append(self.udpscan.get(address))
+        return scans
+
+    def _tcp_timed_out(self, address: str) -> bool:
+        tcp = self.portscan.get(address)
+        return tcp is not None and tcp.timed_out
 
     def _host_result(self, target: Target, finished_ms: float | None) -> HostResult:
         address = target.address
         ping = self.discovery.get(address)
-        ports = self.portscan.get(address)
+        scans = {"tcp": self.portscan.get(address), "udp": self.udpscan.get(address)}
+        ports = next((s for s in scans.values() if s is not None and s.rtt.srtt_us is not None),
+                     scans["tcp"] or scans["udp"])
         if finished_ms is None:
             finished_ms = self.loop.now_ms()
         host = HostResult(address=address, targetname=target.targetname,
@@ -272,31 +311,37 @@ class _GroupRun:
             host.rttvar_us = int(timing_source.rtt.rttvar_us)
             host.timeout_us = int(timing_source.rtt.timeout_ms(self.options.timing) * 1000)
         if ports is not None:
-            host.timed_out = ports.timed_out
-            host.ports, host.port_runs = self._port_report(ports.results)
+            host.timed_out = any(s.timed_out for s in scans.values() if s is not None)
+            host.ports, host.port_runs = self._port_report(
+                {proto: s for proto, s in scans.items() if s is not None})
         return host
 
-    def _port_report(self, results: dict[int, tuple[str, str]]):
-        """Ports one by one, except states too big for any report to list (as runs)."""
-        by_outcome: dict[tuple[str, str], list[int]] = {}
-        for port, outcome in results.items():
-            ports = by_outcome.get(outcome)
-            if ports is None:
-                by_outcome[outcome] = [port]
-            else:
-                ports.append(port)
+    def _port_report(self, scans: dict[str, HostScan]):
+        """Ports one by one, except states too big for any report to list (as runs); the
+        limit counts a state's ports of every protocol together, as Nmap does."""
+        by_outcome: dict[tuple[str, str, str, int], list[int]] = {}
+        for protocol, scan in scans.items():
+            ttls = scan.reason_ttls
+            for port, (state, reason) in scan.results.items():
+                key = (protocol, state, reason, ttls.get(port, 0) if ttls else 0)
+                ports = by_outcome.get(key)
+                if ports is None:
+                    by_outcome[key] = [port]
+                else:
+                    ports.append(port)
         for ports in by_outcome.values():
             ports.sort()
         state_counts: dict[str, int] = {}
-        for (state, _), numbers in by_outcome.items():
+        for (_, state, _, _), numbers in by_outcome.items():
             state_counts[state] = state_counts.get(state, 0) + len(numbers)
         limit = shown_ports_limit(self.options.verbosity, self.options.debugging)
         singles: list[PortResult] = []
         runs: list[PortRun] = []
-        for (state, reason), numbers in by_outcome.items():
+        for (protocol, state, reason, ttl), numbers in by_outcome.items():
             if limit is not None and state_counts[state] > limit and state not in INTERESTING:
-                runs.append(PortRun("tcp", state, reason, 0, merge_ranges(numbers)))
+                runs.append(PortRun(protocol, state, reason, ttl, merge_ranges(numbers)))
             else:
-                singles.extend(PortResult("tcp", port, state, reason) for port in numbers)
-        singles.sort(key=lambda p: p.portid)
+                singles.extend(PortResult(protocol, port, state, reason, ttl)
+                               for port in numbers)
+        singles.sort(key=lambda p: (p.protocol != "tcp", p.portid))
         return singles, runs

@@ -145,7 +145,8 @@ class ScanOptions:
     """Everything a worker needs to scan a host group; frozen, validated by the coordinator."""
 
     ports: PortSet = PortSet()
-    scan_type: str = "connect"  # "connect", "syn" (-sS), or "none" for a ping-only scan
+    scan_type: str = "connect"  # TCP: "connect", "syn" (-sS), or "none" (-sn, or -sU alone)
+    udp_scan: bool = False  # -sU: the UDP ports too, with raw packets
     randomize_ports: bool = True
     host_discovery: bool = True  # False with -Pn
     discovery_ports: tuple[int, ...] = (80, 443)
@@ -161,6 +162,17 @@ class ScanOptions:
     interface: str | None = None  # -e: raw packets leave through this device
     spoof_mac: str | None = None  # --spoof-mac, resolved: "02:11:22:33:44:55"
     version: VersionOptions | None = None  # None: no version detection (-sV)
+
+
+def needs_raw_sockets(options: ScanOptions) -> bool:
+    """Whether this scan's port probes need raw sockets (root or CAP_NET_RAW): a cluster sends
+    such groups to privileged workers, the embedded default quits without the privilege."""
+    return options.scan_type in RAW_SCAN_TYPES or options.udp_scan
+
+
+def scans_ports(options: ScanOptions) -> bool:
+    """Whether any port is probed (not a ping-only scan)."""
+    return options.scan_type != "none" or options.udp_scan
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,7 +469,7 @@ def _options_to_wire(o: ScanOptions) -> dict:
     t = o.timing
     return {
         "ports": {"tcp": [list(r) for r in o.ports.tcp], "udp": [list(r) for r in o.ports.udp]},
-        "scan_type": o.scan_type, "randomize_ports": o.randomize_ports,
+        "scan_type": o.scan_type, "udp_scan": o.udp_scan, "randomize_ports": o.randomize_ports,
         "host_discovery": o.host_discovery, "discovery_ports": list(o.discovery_ports),
         "reverse_dns": o.reverse_dns, "dns_servers": list(o.dns_servers),
         "system_dns": o.system_dns, "verbosity": o.verbosity, "debugging": o.debugging,
@@ -517,6 +529,7 @@ def _options_from_wire(r: _Reader) -> ScanOptions:
         ports=PortSet(tcp=_ranges_from_wire(ports.list("tcp"), "options.ports.tcp"),
                       udp=_ranges_from_wire(ports.list("udp"), "options.ports.udp")),
         scan_type=scan_type,
+        udp_scan=r.bool("udp_scan"),
         randomize_ports=r.bool("randomize_ports"),
         host_discovery=r.bool("host_discovery"),
         discovery_ports=tuple(low for low, _ in discovery_ports),

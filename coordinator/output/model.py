@@ -8,9 +8,10 @@ from dataclasses import dataclass
 class ScanInfo:
     command_line: str  # the whole command as typed, for headers and XML args
     start_time: float  # epoch seconds
-    scan_type: str  # "connect", or "none" for a ping-only scan (-sn)
+    scan_type: str  # "connect", "syn", "udp" (-sU alone), or "none" for a ping-only scan (-sn)
     tcp_ranges: tuple[tuple[int, int], ...]  # scanned TCP ports, merged ranges
     udp_ranges: tuple[tuple[int, int], ...] = ()
+    udp_scan: bool = False  # -sU, even when no UDP port was left to scan
     # Effective levels, as Nmap reports them in XML: each -d also raises verbosity by one
     # (-d gives verbosity 1, -dd 2, -d -v 2).
     verbosity: int = 0

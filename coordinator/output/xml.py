@@ -234,9 +234,11 @@ class XmlWriter(Writer):
                    f' start="{int(info.start_time)}" startstr="{started}"'
                    f' version="{escape(info.version)}" xmloutputversion="{XML_OUTPUT_VERSION}">\n')
         if info.scan_type != "none":
-            for proto, ranges, kind in (("tcp", info.tcp_ranges, info.scan_type),
-                                        ("udp", info.udp_ranges, "udp")):
-                if ranges:
+            # A requested scan type is listed even when it has no ports left, as Nmap does.
+            for proto, ranges, kind, asked in (
+                    ("tcp", info.tcp_ranges, info.scan_type, info.scan_type in ("connect", "syn")),
+                    ("udp", info.udp_ranges, "udp", info.udp_scan)):
+                if ranges or asked:
                     count = sum(high - low + 1 for low, high in ranges)
                     out.append(f'<scaninfo type="{escape(kind)}" protocol="{proto}" '
                                f'numservices="{count}" services="{format_ranges(ranges)}"/>\n')

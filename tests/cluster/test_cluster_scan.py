@@ -416,8 +416,17 @@ def test_raw_work_needs_a_privileged_worker_and_goes_only_to_one(cluster, tmp_pa
         f"worker is connected to {BROKER} (start one with: nsecluster worker --privileged "
         f"--broker {BROKER})")
     assert not (tmp_path / "out.xml").exists()  # stopped before any output was opened
+    udp = ["scan", "-n", "-Pn", "-sU", "-p", "9", "--broker", BROKER, "127.0.76.1",
+           "-oX", tmp_path / "udp.xml"]
+    refused = run_nsecluster(*udp)
+    assert refused.returncode == 1
+    assert "this scan needs raw packets (-sU) but no --privileged worker" in refused.stderr
 
     cluster.start(count=1, privileged=True)  # worker 2: we are root, raw sockets work
+    done = run_nsecluster(*udp)
+    assert done.returncode == 0, done.stderr
+    assert '<port protocol="udp" portid="9"><state state="closed" reason="port-unreach"' in \
+        (tmp_path / "udp.xml").read_text()
     done = run_nsecluster(*arguments)
     assert done.returncode == 0, done.stderr
     scan_id = done.stderr.split("nsecluster: scan ", 1)[1][:12]

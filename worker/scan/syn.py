@@ -76,11 +76,16 @@ class SynProber(RawProber):
                                              socket.inet_aton(address))
         return pair
 
+    def _packet(self, probe: Probe, ours: bytes, theirs: bytes) -> bytes:
+        """The probe's transport header and data (the kernel adds the IP header)."""
+        sequence = (self._sequence_key ^ hash((probe.host.key, probe.port, probe.tryno))
+                    ) & 0xFFFFFFFF
+        return syn_segment(ours, theirs, self.source_port, probe.port, sequence)
+
     def _launch(self, probe: Probe) -> None:
         address = probe.host.key
         ours, theirs = self._addresses(address)
-        sequence = (self._sequence_key ^ hash((address, probe.port, probe.tryno))) & 0xFFFFFFFF
-        segment = syn_segment(ours, theirs, self.source_port, probe.port, sequence)
+        segment = self._packet(probe, ours, theirs)
         try:
             self.sock.sendto(segment, (address, 0))
         except (BlockingIOError, InterruptedError):

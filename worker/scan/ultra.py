@@ -17,9 +17,21 @@ How this works:
 - --min-rate lets probes out beyond the windows while the scan is slower than the rate;
   --max-rate and --scan-delay hold them back.
 - In discovery mode a host is finished by its first answer; its other probes are abandoned.
+- ``answers_rate_limited`` (UDP: Linux sends ICMP port unreachable about once a second per
+  peer after a burst of six, and at most 1000 a second in all): silence may be a dropped
+  answer, not a silent port. An answer that needed retries, or a try lost while later probes
+  were answered, raises the tries every port gets (ports already given up with fewer get the
+  rest). Once the host has nothing left to send, a few given-up ports are asked again after a
+  pause long enough for the target's allowance to refill (a "recheck"). Answers prove the
+  limit and measure it (one answer after a one-second pause: one a second): the host's send
+  delay becomes that pace (at most --max-scan-delay) and every given-up port is asked once
+  more at it, without spending a try; then the next recheck. The host is done when a recheck
+  gets no answer. So a closed port is not called open|filtered because its ICMP was dropped,
+  and a host that does not limit costs one recheck at most.
 """
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Hashable, Iterable
 
@@ -30,6 +42,10 @@ from worker.protocol import Timing
 INITIAL_CWND = 10.0
 INITIAL_SSTHRESH = 75.0
 DEFAULT_MAX_CWND = {0: 1, 1: 1, 2: 1, 3: 300, 4: 500, 5: 1000}
+# Rate-limit mode: the recheck's pause (Linux's default allowance refills one ICMP answer per
+# 1000 ms) and how many given-up ports it asks again.
+RECHECK_AFTER_MS = 1050
+RECHECK_PORTS = 8
 _NOTHING: list = []  # shared empty result; callers only iterate it
 
 
@@ -73,7 +89,9 @@ class HostScan:
     __slots__ = ("key", "pending", "retries", "outstanding", "results", "cwnd", "ssthresh", "queued",
                  "rtt", "max_good_tryno", "last_reply_sent_ms", "last_drop_ms", "next_send_ms",
                  "deadline_ms", "done", "finished_ms", "timed_out", "up", "up_reason",
-                 "work_total", "work_done")
+                 "work_total", "work_done", "send_delay_ms", "given_up", "reason_ttls",
+                 "answered_total", "last_answer_ms", "rechecked_at", "recheck_ports",
+                 "recheck_answers", "rate_proven")
 
     def __init__(self, key: Hashable, ports: Iterable[int], deadline_ms: float | None):
         self.key = key
@@ -97,6 +115,15 @@ class HostScan:
         self.up_reason: str | None = None
         self.work_total = len(self.pending)
         self.work_done = 0
+        self.send_delay_ms = 0.0  # this host's own scan delay (rate-limit slowdown)
+        self.given_up: dict[int, int] = {}  # port -> last try, of silent ports (rate-limit mode)
+        self.answered_total = 0
+        self.last_answer_ms = -1.0
+        self.rechecked_at = 0  # answered_total when the last recheck went out
+        self.recheck_ports: set[int] = set()  # asked again in the current recheck
+        self.recheck_answers = 0
+        self.rate_proven = False  # a recheck showed the target limits its answers
+        self.reason_ttls: dict[int, int] = {}  # port -> TTL of its answer, when the prober saw it
 
     def has_work(self) -> bool:
         return bool(self.pending or self.retries)
@@ -107,9 +134,13 @@ class UltraScan:
     answer per host (ping); otherwise every port gets a final state."""
 
     def __init__(self, targets: Iterable[tuple[Hashable, Iterable[int]]], timing: Timing,
-                 now_ms: float, discovery: bool = False, fd_budget: int = 4000):
+                 now_ms: float, discovery: bool = False, fd_budget: int = 4000,
+                 silence: tuple[str, str] = ("filtered", "no-response"),
+                 answers_rate_limited: bool = False):
         self.timing = timing
         self.discovery = discovery
+        self.silence = silence  # a port's outcome when no try was answered
+        self.answers_rate_limited = answers_rate_limited
         deadline = now_ms + timing.host_timeout_ms if timing.host_timeout_ms > 0 else None
         self.hosts = [HostScan(key, ports, deadline) for key, ports in targets]
         for host in self.hosts:
@@ -163,7 +194,7 @@ class UltraScan:
         group_room = min(group_room, self.fd_budget - self.outstanding)
         if timing.max_rate > 0:
             group_room = min(group_room, self._take_tokens(now_ms))
-        one_per_host = timing.scan_delay_ms > 0
+        scan_delay = timing.scan_delay_ms
         append = probes.append
         # Each host once per call at most, so a host held back by its own window or by
         # --scan-delay costs one look, not a loop.
@@ -180,7 +211,8 @@ class UltraScan:
             room = group_room if below_min_rate else int(host.cwnd) - len(host.outstanding)
             if room > group_room:
                 room = group_room
-            if one_per_host and room > 1:
+            delay = host.send_delay_ms if host.send_delay_ms > scan_delay else scan_delay
+            if delay and room > 1:
                 room = 1
             if room <= 0:
                 self._enqueue(host)
@@ -200,8 +232,8 @@ class UltraScan:
                 add(probe)
                 append(probe)
                 group_room -= 1
-            if one_per_host:
-                host.next_send_ms = now_ms + timing.scan_delay_ms
+            if delay:
+                host.next_send_ms = now_ms + delay
             self._enqueue(host)
         if timing.max_rate > 0:
             self._tokens -= len(probes)
@@ -243,7 +275,10 @@ class UltraScan:
         self._replies += 1
         if self._replies & 7 == 1:  # the group estimate only seeds new hosts: a sample in 8
             self.rtt.sample(rtt_us)
-        if probe.tryno > host.max_good_tryno:
+        # After a recheck proved a rate limit, a port answering its n-th try says how many
+        # tries it burnt before we slowed down, not how many a port needs now.
+        more_tries_needed = probe.tryno > host.max_good_tryno and not host.rate_proven
+        if more_tries_needed:
             host.max_good_tryno = probe.tryno
         if probe.sent_ms > host.last_reply_sent_ms:
             host.last_reply_sent_ms = probe.sent_ms
@@ -266,8 +301,9 @@ class UltraScan:
             return _NOTHING
         host.results[probe.port] = (state, reason)
         host.work_done += 1
-        if not outstanding and not host.pending and not host.retries:
-            self._mark_done(host, now_ms)
+        if self.answers_rate_limited:
+            self._note_answer(host, probe, now_ms, more_tries_needed)
+        self._maybe_done(host, now_ms)
         return _NOTHING
 
     def on_timeout(self, probe: Probe, now_ms: float) -> None:
@@ -276,12 +312,23 @@ class UltraScan:
             return
         if probe.sent_ms < host.last_reply_sent_ms:
             self._drop(host, probe.sent_ms)
+            if (self.answers_rate_limited and probe.tryno == host.max_good_tryno
+                    and probe.tryno < self.timing.max_retries and not host.rate_proven):
+                # Lost although the host answers later probes: the next try may get through.
+                host.max_good_tryno += 1
+                self._more_tries_needed(host)
         allowed = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
         if probe.tryno < allowed:
             host.retries.append((probe.port, probe.tryno + 1))
             self._enqueue(host)
         else:
-            host.results[probe.port] = ("filtered", "no-response")
+            host.results[probe.port] = self.silence
+            if self.answers_rate_limited:
+                host.given_up[probe.port] = probe.tryno
+                if probe.port in host.recheck_ports:
+                    host.recheck_ports.discard(probe.port)
+                    if not host.recheck_ports:
+                        self._recheck_done(host)
             if not self.discovery:
                 host.work_done += 1
             self._maybe_done(host, now_ms)
@@ -302,6 +349,67 @@ class UltraScan:
         return abandoned
 
     # -- internals --------------------------------------------------------------------------
+    def _note_answer(self, host: HostScan, probe: Probe, now_ms: float,
+                     more_tries_needed: bool) -> None:
+        """Rate-limit mode: see ``answers_rate_limited`` in the module's notes."""
+        host.answered_total += 1
+        host.last_answer_ms = now_ms
+        if probe.port in host.recheck_ports:  # silent before, answers after a pause: limited
+            host.recheck_ports.discard(probe.port)
+            host.recheck_answers += 1
+            if not host.recheck_ports:
+                self._recheck_done(host)
+        if more_tries_needed:
+            self._more_tries_needed(host)
+
+    def _more_tries_needed(self, host: HostScan) -> None:
+        """The host now gets more tries per port: ports given up with fewer get the rest."""
+        self._revisit(host, min(self.timing.max_retries, max(1, host.max_good_tryno + 1)))
+
+    def _revisit(self, host: HostScan, tries: int) -> None:
+        """Ports given up after fewer than ``tries`` tries get their next one."""
+        revisit = [port for port, last in host.given_up.items() if last < tries]
+        for port in revisit:
+            host.retries.append((port, host.given_up.pop(port) + 1))
+            del host.results[port]
+            host.work_done -= 1
+        self._enqueue(host)
+
+    def _recheck(self, host: HostScan) -> bool:
+        """Rate-limit mode, host idle: ask a few given-up ports again after a pause, if the
+        host answered anything since the last recheck. True: the host is not done yet."""
+        if host.answered_total == host.rechecked_at or not host.answered_total:
+            return False
+        ports = list(itertools.islice(host.given_up, RECHECK_PORTS))
+        host.rechecked_at = host.answered_total
+        host.recheck_ports = set(ports)
+        host.recheck_answers = 0
+        final = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
+        for port in ports:  # not a try: the port's tries were spent while answers were lost
+            host.retries.append((port, max(host.given_up.pop(port), final)))
+            del host.results[port]
+            host.work_done -= 1
+        host.next_send_ms = max(host.next_send_ms, host.last_answer_ms + RECHECK_AFTER_MS)
+        self._enqueue(host)
+        return True
+
+    def _recheck_done(self, host: HostScan) -> None:
+        answers = host.recheck_answers
+        if not answers:
+            return  # the given-up ports are silent: the host ends
+        host.rate_proven = True
+        pace = min(self.timing.max_scan_delay_ms, RECHECK_AFTER_MS / answers)
+        host.send_delay_ms = max(host.send_delay_ms, pace)
+        host.next_send_ms = max(host.next_send_ms, host.last_answer_ms + host.send_delay_ms)
+        # Once each, not a try: their tries were spent while answers were being lost.
+        final = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
+        for port, last in host.given_up.items():
+            host.retries.append((port, max(last, final)))
+            del host.results[port]
+        host.work_done -= len(host.given_up)
+        host.given_up.clear()
+        self._enqueue(host)
+
     def _forget(self, probe: Probe) -> bool:
         host = probe.host
         if probe not in host.outstanding:
@@ -332,6 +440,8 @@ class UltraScan:
 
     def _maybe_done(self, host: HostScan, now_ms: float) -> None:
         if not host.outstanding and not host.has_work() and not host.done:
+            if self.answers_rate_limited and host.given_up and self._recheck(host):
+                return
             self._mark_done(host, now_ms)
 
     def _mark_done(self, host: HostScan, now_ms: float) -> None:

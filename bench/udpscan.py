@@ -1,0 +1,113 @@
+"""UDP scan benchmark: ports 1-1000 of one host in a network namespace, with `nmap -sU` and
+`nsecluster scan -sU` in the same run, alternating (root needed).
+
+    sudo python -m bench.udpscan [--runs 7] [--json FILE] [--no-global-limit]
+
+Two namespaces made here are joined by a veth pair; the target (192.0.2.2) answers UDP on a
+few ports (an echo service) and its per-peer ICMP rate limit is off (net.ipv4.icmp_ratelimit=0
+in its namespace). Linux still sends at most net.ipv4.icmp_msgs_per_sec (1000) ICMP errors a
+second in bursts of icmp_msgs_burst (50); --no-global-limit lifts that too, so every closed
+port answers at once. Both tools must report exactly the open ports, and every other port
+closed, in every run. Reported: median wall time per tool and the ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from bench.portscan import REPO_ROOT, install_for_benchmark, machine_facts, run_measured
+from bench.synscan import make_namespaces
+
+OPEN_PORTS = (7, 53, 123, 161, 500, 999)
+PORTS = "1-1000"
+ECHO = ("import selectors, socket, sys\n"
+        "sel = selectors.DefaultSelector()\n"
+        "for port in map(int, sys.argv[1:]):\n"
+        "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "    s.bind(('192.0.2.2', port)); sel.register(s, selectors.EVENT_READ)\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    for key, _ in sel.select():\n"
+        "        data, peer = key.fileobj.recvfrom(65535)\n"
+        "        key.fileobj.sendto(data or b'x', peer)\n")
+
+
+def port_states(xml_text: str) -> tuple[list[int], int]:
+    """(open ports, how many closed), listed and collapsed ports together."""
+    root = ET.fromstring(xml_text)
+    opened = sorted(int(p.get("portid")) for p in root.iter("port")
+                    if p.find("state").get("state") == "open")
+    closed = sum(1 for p in root.iter("port") if p.find("state").get("state") == "closed")
+    closed += sum(int(e.get("count")) for e in root.iter("extraports")
+                  if e.get("state") == "closed")
+    return opened, closed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.udpscan", description=__doc__)
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--no-global-limit", action="store_true",
+                        help="also lift the target's limit on ICMP errors per second")
+    args = parser.parse_args(argv)
+    nmap = shutil.which("nmap")
+    if os.geteuid() != 0 or nmap is None:
+        print("bench.udpscan: needs root and nmap", file=sys.stderr)
+        return 2
+    ours = install_for_benchmark()
+    near, far = make_namespaces()
+    limits = ["net.ipv4.icmp_ratelimit=0"]
+    if args.no_global_limit:
+        limits += ["net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000"]
+    subprocess.run(["ip", "netns", "exec", far, "sysctl", "-qw", *limits], check=True)
+    server = subprocess.Popen(["ip", "netns", "exec", far, sys.executable, "-c", ECHO,
+                               *map(str, OPEN_PORTS)], stdout=subprocess.PIPE, text=True)
+    scan = ["-n", "-Pn", "-sU", "-p", PORTS, "192.0.2.2", "-oX", "-"]
+    tools = {"nmap": [nmap, *scan], "nsecluster": [*ours, "scan", *scan]}
+    expected = (list(OPEN_PORTS), 1000 - len(OPEN_PORTS))
+    walls = {tool: [] for tool in tools}
+    ok = dict.fromkeys(tools, 0)
+    try:
+        if server.stdout.readline().strip() != "ready":
+            raise RuntimeError("the target did not start")
+        for _ in range(args.runs):
+            for tool, command in tools.items():
+                run = run_measured(["ip", "netns", "exec", near, *command], args.timeout,
+                                   cwd=str(REPO_ROOT))
+                walls[tool].append(run.wall_s)
+                found = port_states(run.stdout) if run.returncode == 0 else None
+                if found == expected:
+                    ok[tool] += 1
+                print(f"  {tool:<10} {run.wall_s:6.2f} s  {found}", file=sys.stderr,
+                      flush=True)
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+        for name in (near, far):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    rows = {tool: {"wall_s": statistics.median(walls[tool]), "ok_runs": ok[tool]}
+            for tool in tools}
+    ratio = rows["nsecluster"]["wall_s"] / rows["nmap"]["wall_s"]
+    limit = "no ICMP limits" if args.no_global_limit else "per-peer ICMP limit off"
+    print(f"UDP scan of ports {PORTS}, one host in a namespace ({limit}), "
+          f"median of {args.runs}:")
+    for tool, row in rows.items():
+        print(f"  {tool:<10} {row['wall_s']:6.2f} s  ({row['ok_runs']}/{args.runs} runs found "
+              f"exactly the open and closed ports)")
+    print(f"  nsecluster / nmap: {ratio:.2f}x wall time")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine_facts(), "runs": args.runs,
+                                               "tools": rows, "ratio": ratio}, indent=2))
+    return 0 if all(row["ok_runs"] == args.runs for row in rows.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
