@@ -25,6 +25,12 @@ def port_states(xml_text: str) -> dict[int, str]:
     return states
 
 
+def reason_ttls(xml_text: str) -> dict[int, str]:
+    """The TTL of each listed port's answer, as XML's reason_ttl carries it."""
+    return {int(port.get("portid")): port.find("state").get("reason_ttl")
+            for port in ET.fromstring(xml_text).iter("port")}
+
+
 def test_syn_scan_finds_what_connect_scan_and_nmap_find(veth_pair):
     a, b = veth_pair
     server = b.popen(sys.executable, "-c", LISTEN, *map(str, OPEN_PORTS),
@@ -32,14 +38,17 @@ def test_syn_scan_finds_what_connect_scan_and_nmap_find(veth_pair):
     try:
         assert server.stdout.readline().strip() == "ready"
         found = {}
+        ttls = {}
         for scan in ("-sS", "-sT"):
             done = run_nsecluster("scan", "-n", "-Pn", scan, "-p", "1-40000", "192.0.2.2",
                                   "-oX", "-", netns=a.name)
             assert done.returncode == 0, done.stderr
             found[scan] = port_states(done.stdout)
+            ttls[scan] = reason_ttls(done.stdout)
         nmap = a.run(shutil.which("nmap"), "-n", "-Pn", "-sS", "-p", "1-40000", "192.0.2.2",
                      "-oX", "-")
         found["nmap"] = port_states(nmap.stdout)
+        ttls["nmap"] = reason_ttls(nmap.stdout)
     finally:
         server.kill()
         server.wait(timeout=10)
@@ -47,6 +56,9 @@ def test_syn_scan_finds_what_connect_scan_and_nmap_find(veth_pair):
               for scan, states in found.items()}
     assert opened["-sS"] == list(OPEN_PORTS)
     assert opened["-sS"] == opened["-sT"] == opened["nmap"]
+    # The SYN/ACKs' TTL, as Nmap reports it; a connect scan sees no packet (0).
+    assert ttls["-sS"] == ttls["nmap"] and set(ttls["nmap"].values()) == {"64"}
+    assert set(ttls["-sT"].values()) == {"0"}
 
 
 def test_syn_scan_without_the_privilege_quits_with_one_line(veth_pair):

@@ -113,6 +113,18 @@ class RawProber(Prober):
             self._close(previous)
         self._waiting[key] = probe
 
+    def _answer(self, key, outcome: tuple[str, str], ttl: int) -> bool:
+        """The answer under ``key`` arrived: its probe's outcome, and the answer's TTL as
+        Nmap reports it (reason_ttl). False when no probe waits for it."""
+        probe = self._waiting.pop(key, None)
+        if probe is None:
+            return False
+        self._cancel_timer(probe)
+        probe.host.reason_ttls[probe.port] = ttl
+        for abandoned in self.scan.on_reply(probe, self.loop.now_ms(), *outcome):
+            self._close(abandoned)
+        return True
+
     def _on_timeout(self, probe: Probe) -> None:
         probe.handle = None
         self._stop_waiting(probe)

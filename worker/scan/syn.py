@@ -105,7 +105,6 @@ class SynProber(RawProber):
     def _readable(self) -> None:
         if self._closed:
             return
-        now = self.loop.now_ms()
         answered = False
         for _ in range(_RECEIVE_BURST):
             try:
@@ -120,20 +119,13 @@ class SynProber(RawProber):
             source_port, destination_port = struct.unpack_from("!HH", packet, header_length)
             if destination_port != self.source_port:
                 continue
-            probe = self._waiting.pop((packet[12:16], source_port), None)
-            if probe is None:
-                continue
             flags = packet[header_length + 13]
             if flags & _SYN and flags & _ACK:
                 outcome = ("open", "syn-ack")
             elif flags & _RST:
                 outcome = ("closed", "reset")
             else:
-                self._waiting[(packet[12:16], source_port)] = probe
                 continue
-            self._cancel_timer(probe)
-            for abandoned in self.scan.on_reply(probe, now, *outcome):
-                self._close(abandoned)
-            answered = True
+            answered |= self._answer((packet[12:16], source_port), outcome, packet[8])
         if answered:
             self._queue_pump()

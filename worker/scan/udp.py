@@ -174,16 +174,6 @@ class UdpProber(SynProber):
             except OSError:
                 return
 
-    def _answer(self, key: tuple[bytes, int], outcome: tuple[str, str], ttl: int) -> bool:
-        probe = self._waiting.pop(key, None)
-        if probe is None:
-            return False
-        self._cancel_timer(probe)
-        probe.host.reason_ttls[probe.port] = ttl  # as Nmap reports it (reason_ttl)
-        for abandoned in self.scan.on_reply(probe, self.loop.now_ms(), *outcome):
-            self._close(abandoned)
-        return True
-
 
 def _source_port(scan: UltraScan) -> int:
     """A random high source port, not one of the scanned ports when that can be helped: on
