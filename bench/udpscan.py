@@ -13,17 +13,14 @@ closed, in every run. Reported: median wall time per tool and the ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
-from bench.portscan import REPO_ROOT, install_for_benchmark, machine_facts, run_measured
-from bench.synscan import make_namespaces
+from bench.portscan import REPO_ROOT, install_for_benchmark, run_measured
+from bench.synscan import make_namespaces, report
 
 OPEN_PORTS = (7, 53, 123, 161, 500, 999)
 PORTS = "1-1000"
@@ -93,20 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         server.wait(timeout=10)
         for name in (near, far):
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    rows = {tool: {"wall_s": statistics.median(walls[tool]), "ok_runs": ok[tool]}
-            for tool in tools}
-    ratio = rows["nsecluster"]["wall_s"] / rows["nmap"]["wall_s"]
     limit = "no ICMP limits" if args.no_global_limit else "per-peer ICMP limit off"
-    print(f"UDP scan of ports {PORTS}, one host in a namespace ({limit}), "
-          f"median of {args.runs}:")
-    for tool, row in rows.items():
-        print(f"  {tool:<10} {row['wall_s']:6.2f} s  ({row['ok_runs']}/{args.runs} runs found "
-              f"exactly the open and closed ports)")
-    print(f"  nsecluster / nmap: {ratio:.2f}x wall time")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine_facts(), "runs": args.runs,
-                                               "tools": rows, "ratio": ratio}, indent=2))
-    return 0 if all(row["ok_runs"] == args.runs for row in rows.values()) else 1
+    return report(f"UDP scan of ports {PORTS}, one host in a namespace ({limit}), "
+                  f"median of {args.runs}:", walls, ok, args.runs,
+                  "exactly the open and closed ports", "", args.json)
 
 
 if __name__ == "__main__":
