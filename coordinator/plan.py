@@ -101,6 +101,10 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
         script_options = (ScriptOptions(script_scan=False, version_scan=True)
                           if script_options is None
                           else dataclasses.replace(script_options, version_scan=True))
+    broker = args.broker or environ.get("NSECLUSTER_BROKER") or None
+    privilege = getattr(args, "privilege", None) or "auto"
+    if tcp and not syn and not args.connect_scan:
+        syn = _default_is_syn(privilege, broker, args.ipv6)
     options = ScanOptions(
         ports=ports,
         scan_type="none" if not tcp else "syn" if syn else "connect",
@@ -115,10 +119,9 @@ def build_plan(args, command_line: str, environ: dict) -> ScanPlan:
         debugging=args.debugging,
         datadir=args.datadir,
         scripts=script_options,
-        privilege=getattr(args, "privilege", None) or "auto",
+        privilege=privilege,
         version=version_options,
     )
-    broker = args.broker or environ.get("NSECLUSTER_BROKER") or None
     options, notices = _raw_packet_options(args, options, datapath, check_interface=not broker)
     if script_options is not None and broker is None:
         _check_scripts(options, environ)  # a cluster's workers check against their own scripts
@@ -257,6 +260,19 @@ def _check_scripts(options: ScanOptions, environ: dict) -> None:
     from worker.nse.stage import ScriptSearch, select
 
     select(options, ScriptSearch(options.datadir, environ))
+
+
+def _default_is_syn(privilege: str, broker: str | None, ipv6: bool) -> bool:
+    """Nmap's default TCP scan: SYN when privileged (not told otherwise, and raw sockets
+    open), connect otherwise. On a cluster the coordinator cannot know which workers will run
+    the groups, so the default stays connect there; -sS asks for privileged workers. With -6
+    too: our SYN prober is IPv4-only (IPv6 hosts of -sS are connect-scanned), so connect is
+    the honest name for what an IPv6 scan does."""
+    if broker is not None or ipv6:
+        return False
+    from worker.nsock.raw import considered_privileged, raw_sockets_allowed
+
+    return considered_privileged(privilege) and raw_sockets_allowed()
 
 
 def _time(value: str | None, option: str) -> int | None:

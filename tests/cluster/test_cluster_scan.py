@@ -131,7 +131,7 @@ def test_a_cluster_scan_gives_the_embedded_results(cluster, listeners, tmp_path)
         if last % 3 == 0:
             opened[address] = listeners.listen(address)
     ports = sorted(set(opened.values())) + [1, 7]
-    common = ["-n", "-Pn", "-p", ",".join(map(str, ports)), "--max-hostgroup", "3",
+    common = ["-sT", "-n", "-Pn", "-p", ",".join(map(str, ports)), "--max-hostgroup", "3",
               "127.0.70.1-24"]
     embedded = run_nsecluster("scan", *common, "-oX", tmp_path / "embedded.xml")
     clustered = run_nsecluster("scan", *common, "--broker", BROKER, "-oX", tmp_path / "cluster.xml")
@@ -559,7 +559,8 @@ def test_version_detection_runs_on_the_workers(cluster, tmp_path):
 
     peer = FtpPeer("127.0.71.1", 0, banner=b"220 (vsFTPd 3.0.3)\r\n")
     try:
-        common = ["-n", "-Pn", "-sV", "--version-light", "-p", str(peer.port), "127.0.71.1"]
+        common = ["-sT", "-n", "-Pn", "-sV", "--version-light", "-p", str(peer.port),
+                  "127.0.71.1"]
         embedded = run_nsecluster("scan", *common, "-oX", tmp_path / "embedded.xml")
         clustered = run_nsecluster("scan", *common, "--broker", BROKER,
                                    "-oX", tmp_path / "cluster.xml")

@@ -48,7 +48,7 @@ def services(tmp_path_factory):
 def scans(services, nmap_path, tmp_path_factory):
     """(nmap's results, the embedded nsecluster's), from one run each, side by side."""
     directory = tmp_path_factory.mktemp("scans")
-    tools = {"nmap": [nmap_path, "--unprivileged"], "ours": [*NSECLUSTER, "scan"]}
+    tools = {"nmap": [nmap_path, "--unprivileged"], "ours": [*NSECLUSTER, "scan", "--unprivileged"]}
     commands = []
     for name, tool in tools.items():
         commands.append(farm.scan_command(tool, directory / f"{name}.xml"))

@@ -66,7 +66,7 @@ def modules_after(argv: list[str]) -> set[str]:
 def test_help_and_a_connect_scan_load_no_heavy_package(listeners):
     port = listeners.listen("127.10.0.1")
     for argv in (["--help"], ["scan", "--help"],
-                 ["scan", "-n", "-p", str(port), "127.10.0.1", "-oX", "/dev/null"]):
+                 ["scan", "-sT", "-n", "-p", str(port), "127.10.0.1", "-oX", "/dev/null"]):
         loaded = modules_after(argv)
         assert not {m.split(".")[0] for m in loaded} & set(HEAVY), (argv, loaded & set(HEAVY))
     assert "worker.group" in loaded  # the scan really ran
@@ -77,7 +77,7 @@ def test_help_and_a_connect_scan_load_no_heavy_package(listeners):
 def test_scan_finds_open_and_closed_ports_and_writes_valid_xml(listeners):
     open_a, open_b = listeners.listen("127.10.1.1"), listeners.listen("127.10.1.1")
     closed = free_port("127.10.1.1")
-    proc = run_nsecluster("scan", "-n", "-p", f"{open_a},{open_b},{closed}", "127.10.1.1",
+    proc = run_nsecluster("scan", "-sT", "-n", "-p", f"{open_a},{open_b},{closed}", "127.10.1.1",
                           "-oX", "-")
     assert proc.returncode == 0, proc.stderr
     assert_valid_xml(proc.stdout)
@@ -89,7 +89,8 @@ def test_scan_finds_open_and_closed_ports_and_writes_valid_xml(listeners):
 def test_same_states_as_nmap_on_the_same_targets(listeners, nmap_path):
     ports = [listeners.listen(f"127.10.2.{h}") for h in (1, 2) for _ in range(3)]
     spec = ",".join(map(str, sorted(set(ports) | {free_port("127.10.2.1")})))
-    ours = run_nsecluster("scan", "-n", "-p", spec, "127.10.2.1-3", "-oX", "-")
+    ours = run_nsecluster("scan", "--unprivileged", "-sT", "-n", "-p", spec, "127.10.2.1-3",
+                          "-oX", "-")
     nmap = subprocess.run([nmap_path, "--unprivileged", "-sT", "-n", "-p", spec, "127.10.2.1-3",
                            "-oX", "-"], capture_output=True, text=True, timeout=120)
     assert ours.returncode == 0 and nmap.returncode == 0

@@ -286,11 +286,12 @@ def test_services_match_nmap(nmap_path, tmp_path):
         runs = {
             "nmap": subprocess.Popen([nmap, "--unprivileged", *common],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-            "ours": subprocess.Popen([sys.executable, "-m", "coordinator.cli", "scan", *common],
+            "ours": subprocess.Popen([sys.executable, "-m", "coordinator.cli", "scan",
+                                      "--unprivileged", *common],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      cwd=REPO),
             "own file": subprocess.Popen([sys.executable, "-m", "coordinator.cli", "scan",
-                                          *common], stdout=subprocess.PIPE,
+                                          "--unprivileged", *common], stdout=subprocess.PIPE,
                                          stderr=subprocess.PIPE, text=True, cwd=REPO,
                                          env=own_env),
         }
