@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     base = scan_args(spec, args.threads, scripts=False, layout="grouped")
     tools = {
         "nmap": [nmap, "--unprivileged", *base, "--script", str(SCRIPT)],
-        "embedded": [*ours, "scan", *base, "--script", str(SCRIPT)],
-        "cluster": [*ours, "scan", *base, "--script", SCRIPT.stem, "--broker", args.broker],
+        "embedded": [*ours, "scan", "--unprivileged", *base, "--script", str(SCRIPT)],
+        "cluster": [*ours, "scan", "--unprivileged", *base, "--script", SCRIPT.stem,
+                    "--broker", args.broker],
     }
     flush(args.broker)
     rows, failed = {}, False

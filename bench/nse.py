@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             for tool, command in [*commands.items(), ("baseline", commands["nsecluster"])]:
                 walls, peaks, ok = [], [], 0
                 for _ in range(args.runs):
-                    run = run_measured(command + (["scan"] if tool != "nmap" else [])
+                    ours = ["scan", "--unprivileged"] if tool != "nmap" else []  # same flags
+                    run = run_measured(command + ours
                                        + scan_args(spec, threads, tool != "baseline",
                                                    layout),
                                        args.timeout, cwd=str(REPO_ROOT))

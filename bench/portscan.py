@@ -311,7 +311,8 @@ def build_workloads(names: list[str], args: argparse.Namespace) -> list[Workload
             common = ["-sT", "-n", "-Pn", "-p-", args.one_host_ip]
             out.append(Workload(
                 name, f"all 65535 TCP ports of {args.one_host_ip}, {len(spec.listeners)} farm ports open",
-                spec, [args.one_host_ip], ["--unprivileged", *common], ["scan", *common], None))
+                spec, [args.one_host_ip], ["--unprivileged", *common],
+                ["scan", "--unprivileged", *common], None))
         elif name == "many-hosts":
             ports = [22, 80, 443]
             spec = many_hosts(args.hosts, ports, args.many_hosts_base, args.seed)
@@ -320,7 +321,8 @@ def build_workloads(names: list[str], args: argparse.Namespace) -> list[Workload
             out.append(Workload(
                 name, f"{args.hosts} hosts x {len(ports)} ports ({' '.join(targets)}), "
                 f"{len(spec.listeners)} open, host discovery on",
-                spec, targets, ["--unprivileged", *common], ["scan", *common], ports))
+                spec, targets, ["--unprivileged", *common], ["scan", "--unprivileged", *common],
+                ports))
         else:
             raise ValueError(name)
     return out

@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     tools = [t for t in args.tools.split(",") if t]
     programs = {"nmap": [args.nmap], "nsecluster": find_nsecluster()}
     commands = {"nmap": [args.nmap, "--unprivileged"],
-                "nsecluster": programs["nsecluster"] + ["scan"]}
+                "nsecluster": programs["nsecluster"] + ["scan", "--unprivileged"]}
     addresses = [f"{BASE_ADDRESS}{i}" for i in range(1, args.hosts + 1)]
     runs: dict[str, list] = {tool: [] for tool in tools}
     reference = None
