@@ -66,27 +66,38 @@ def main(argv: list[str] | None = None) -> int:
                                *map(str, OPEN_PORTS)], stdout=subprocess.PIPE, text=True)
     scan = ["-n", "-Pn", "-sS", "-p-", "192.0.2.2", "-oX", "-"]
     tools = {"nmap": [nmap, *scan], "nsecluster": [*ours, "scan", *scan]}
+    walls, ok = run_alternating(tools, near, far, server, args.runs, args.timeout,
+                                lambda out: (open_ports(out) == list(OPEN_PORTS), ""))
+    return report(f"SYN scan of 65,535 ports, one host in a namespace, median of {args.runs}:",
+                  walls, ok, args.runs, "exactly the open ports", " (goal: at most 2x)",
+                  args.json)
+
+
+def run_alternating(tools: dict, near: str, far: str, server: subprocess.Popen, runs: int,
+                    timeout: float, check) -> tuple[dict, dict]:
+    """Each tool's command in the near namespace, in turn, ``runs`` times, once ``server``
+    (in the far one) says ready; ``check(stdout) -> (right, shown)`` judges a run. Returns
+    (wall times, right runs) per tool; the server and both namespaces are gone after."""
     walls = {tool: [] for tool in tools}
     ok = dict.fromkeys(tools, 0)
     try:
         if server.stdout.readline().strip() != "ready":
             raise RuntimeError("the target did not start")
-        for _ in range(args.runs):
+        for _ in range(runs):
             for tool, command in tools.items():
-                run = run_measured(["ip", "netns", "exec", near, *command], args.timeout,
+                run = run_measured(["ip", "netns", "exec", near, *command], timeout,
                                    cwd=str(REPO_ROOT))
                 walls[tool].append(run.wall_s)
-                if run.returncode == 0 and open_ports(run.stdout) == list(OPEN_PORTS):
-                    ok[tool] += 1
-                print(f"  {tool:<10} {run.wall_s:6.2f} s", file=sys.stderr, flush=True)
+                right, shown = check(run.stdout) if run.returncode == 0 else (False, "failed")
+                ok[tool] += right
+                print(f"  {tool:<10} {run.wall_s:6.2f} s  {shown}", file=sys.stderr,
+                      flush=True)
     finally:
         server.kill()
         server.wait(timeout=10)
         for name in (near, far):
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    return report(f"SYN scan of 65,535 ports, one host in a namespace, median of {args.runs}:",
-                  walls, ok, args.runs, "exactly the open ports", " (goal: at most 2x)",
-                  args.json)
+    return walls, ok
 
 
 def report(title: str, walls: dict, ok: dict, runs: int, correct: str, goal: str,

@@ -19,8 +19,8 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-from bench.portscan import REPO_ROOT, install_for_benchmark, run_measured
-from bench.synscan import make_namespaces, report
+from bench.portscan import install_for_benchmark
+from bench.synscan import make_namespaces, report, run_alternating
 
 OPEN_PORTS = (7, 53, 123, 161, 500, 999)
 PORTS = "1-1000"
@@ -70,26 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     scan = ["-n", "-Pn", "-sU", "-p", PORTS, "192.0.2.2", "-oX", "-"]
     tools = {"nmap": [nmap, *scan], "nsecluster": [*ours, "scan", *scan]}
     expected = (list(OPEN_PORTS), 1000 - len(OPEN_PORTS))
-    walls = {tool: [] for tool in tools}
-    ok = dict.fromkeys(tools, 0)
-    try:
-        if server.stdout.readline().strip() != "ready":
-            raise RuntimeError("the target did not start")
-        for _ in range(args.runs):
-            for tool, command in tools.items():
-                run = run_measured(["ip", "netns", "exec", near, *command], args.timeout,
-                                   cwd=str(REPO_ROOT))
-                walls[tool].append(run.wall_s)
-                found = port_states(run.stdout) if run.returncode == 0 else None
-                if found == expected:
-                    ok[tool] += 1
-                print(f"  {tool:<10} {run.wall_s:6.2f} s  {found}", file=sys.stderr,
-                      flush=True)
-    finally:
-        server.kill()
-        server.wait(timeout=10)
-        for name in (near, far):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+    def check(out: str):
+        found = port_states(out)
+        return found == expected, str(found)
+
+    walls, ok = run_alternating(tools, near, far, server, args.runs, args.timeout, check)
     limit = "no ICMP limits" if args.no_global_limit else "per-peer ICMP limit off"
     return report(f"UDP scan of ports {PORTS}, one host in a namespace ({limit}), "
                   f"median of {args.runs}:", walls, ok, args.runs,
