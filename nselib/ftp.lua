@@ -21,9 +21,10 @@
 
 local comm = require "comm"
 local nmap = require "nmap"
+local stdnse = require "stdnse"
 
 local tonumber, type = tonumber, type
-local find, format, match, sub = string.find, string.format, string.match, string.sub
+local find, format, match = string.find, string.format, string.match
 
 local _ENV = {}
 local M = _ENV
@@ -31,30 +32,18 @@ local M = _ENV
 local LINE_END = "\r?\n"
 local DATA_TIMEOUT_MS = 10000
 
--- A buffer over <code>socket</code> that first hands out the lines of <code>early</code>
--- (what was already read from it).
+-- A buffer over <code>socket</code> (stdnse.make_buffer's) that first hands out the lines of
+-- <code>early</code> (what was already read from it).
 local function primed_buffer(socket, early)
-  local pending = early or ""
-  local finished, reason
-  return function()
-    if finished then return nil, reason end
-    while true do
-      local first, last = find(pending, LINE_END)
-      if first then
-        local line = sub(pending, 1, first - 1)
-        pending = sub(pending, last + 1)
-        return line
-      end
-      local status, data = socket:receive()
-      if not status then
-        if pending == "" then return nil, data end
-        local rest = pending
-        pending, finished, reason = "", true, data
-        return rest
-      end
-      pending = pending .. data
+  local primed = early ~= ""
+  local source = {receive = function()
+    if primed then
+      primed = false
+      return true, early
     end
-  end
+    return socket:receive()
+  end}
+  return stdnse.make_buffer(source, LINE_END)
 end
 
 --- Read one reply (RFC 959, section 4.2): a line <code>NNN text</code>, or
