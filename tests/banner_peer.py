@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from tcp_peer import TcpServer, close_quietly, read_line
+from tcp_peer import TcpServer, close_quietly, read_line, stop_process  # noqa: F401 (re-export)
 
 _spec = importlib.util.spec_from_file_location(
     "nsock_socket_peers_banner", Path(__file__).resolve().parent / "nsock" / "test_sockets.py")
@@ -359,17 +359,6 @@ def start_sshd(address: str, port: int, directory: Path):
             time.sleep(0.05)
     stop_process(proc)
     raise AssertionError(f"sshd did not start on {address}:{port}")
-
-
-def stop_process(proc):
-    import subprocess
-
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 # -------------------------------------------------------------------- a memcached on UDP

@@ -13,6 +13,8 @@ import time
 import zlib
 from pathlib import Path
 
+from tcp_peer import stop_process
+
 SSHD = "/usr/sbin/sshd"
 KEY_TYPES = ("rsa", "ecdsa", "ed25519")
 
@@ -227,10 +229,5 @@ class Sshd:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        stop_process(self.process)
         self.process = None

@@ -10,6 +10,7 @@ for line protocols such as FTP and SMTP.
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 
 
@@ -18,6 +19,16 @@ def close_quietly(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+def stop_process(proc) -> None:
+    """Ask a peer process to stop, then make it; bounded either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def read_line(sock: socket.socket, buffer: bytearray) -> str | None:

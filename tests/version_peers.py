@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ftp_peer import FtpPeer  # noqa: E402
 from smtp_peer import SmtpPeer  # noqa: E402
 from ssh_peer import Sshd, make_keys  # noqa: E402
-from tcp_peer import TcpServer  # noqa: E402
+from tcp_peer import TcpServer, stop_process  # noqa: E402
 from tls_peer import make_certificate, server_context  # noqa: E402
 
 ROLES = ("ssh", "ftp", "smtp", "http", "https", "redis", "memcached", "silent", "wrapped",
@@ -111,12 +111,7 @@ class _Program:
         self.process = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
 
     def close(self):
-        self.process.terminate()
-        try:
-            self.process.wait(5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+        stop_process(self.process)
         self.log.close()
 
 
