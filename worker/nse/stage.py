@@ -21,7 +21,7 @@ from worker.nse.hosts import HostContext, HostIndex
 from worker.nse.profile import NMAP7, SEED
 from worker.nsock.raw import considered_privileged
 from worker.nse.scripts import Script, load_script
-from worker.protocol import HostResult, ScanOptions, ScriptResult
+from worker.protocol import HostResult, ScanOptions, ScriptResult, VersionOptions
 from worker.services import service_table_for
 
 
@@ -146,6 +146,7 @@ class ScriptStage:
             host_timeout_ms=timing.host_timeout_ms, min_parallelism=timing.min_parallelism,
             max_parallelism=timing.max_parallelism, trace=config.trace,
             privileged=considered_privileged(options.privilege),
+            version_intensity=(options.version or VersionOptions()).intensity,
             script_args=parse_args(options),
             interface=options.interface)
         engine.configure(self.engine_options)
