@@ -49,6 +49,7 @@ class EngineOptions:
     max_parallelism: int = 0
     trace: bool = False
     version_intensity: int = 7
+    version_scan: bool = False  # -sV: nmap.port_is_excluded answers from the probe file
     address_family: int = 4
     privileged: bool = False
     script_args: dict = field(default_factory=dict, hash=False, compare=False)

@@ -147,6 +147,7 @@ class ScriptStage:
             max_parallelism=timing.max_parallelism, trace=config.trace,
             privileged=considered_privileged(options.privilege),
             version_intensity=(options.version or VersionOptions()).intensity,
+            version_scan=options.version is not None,
             script_args=parse_args(options),
             interface=options.interface)
         engine.configure(self.engine_options)

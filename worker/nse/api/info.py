@@ -8,6 +8,7 @@ import time
 
 from worker.nse.api.base import PENDING, ScriptError, lua_api
 from worker.nse.runtime import text
+from worker.scan import probes
 
 
 def register(engine) -> dict:
@@ -131,7 +132,24 @@ def register(engine) -> dict:
 
     @lua_api
     def port_is_excluded(port=None, protocol=None):
-        return False  # no nmap-service-probes Exclude directive is loaded without -sV
+        """Whether nmap-service-probes' Exclude directive names this port: always false
+        without -sV, as in Nmap. (Nmap also applies an Exclude item without T:/U: only to the
+        protocols scanned; here it names TCP and UDP both.)"""
+        if isinstance(port, float) and port.is_integer():
+            port = int(port)
+        if not isinstance(port, int) or isinstance(port, bool):
+            raise ScriptError("bad argument #1 to 'port_is_excluded' (number expected)")
+        if protocol not in (b"tcp", b"udp", b"sctp"):
+            raise ScriptError("bad argument #2 to 'port_is_excluded' (invalid option "
+                              f"'{text(protocol) if isinstance(protocol, bytes) else protocol}')")
+        if not options().version_scan:
+            return False
+        found = engine.datapath.find(probes.FILE_NAME) if engine.datapath is not None else None
+        try:
+            database = probes.probe_database(path=found or probes.OWN_PROBE_FILE)
+        except probes.ProbeFileError as exc:
+            raise ScriptError(str(exc)) from None
+        return (text(protocol).upper(), port & 0xFFFF) in database.excluded
 
     @lua_api
     def get_interface():
