@@ -172,6 +172,8 @@ class Probe:
     fallback_names: tuple[str, ...] = ()
     rules: list[Rule] = field(default_factory=list)
     fallbacks: tuple["Probe", ...] = ()  # resolved after parsing: whose rules come after ours
+    # The version scan's per-first-byte candidate lines: {(id(null), byte): (null, lines)}.
+    candidates: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_null(self) -> bool:

@@ -186,21 +186,16 @@ def match_response(probe: Probe, null: Probe | None, data: bytes,
     return soft
 
 
-_candidate_cache: dict[tuple[int, int, int], tuple] = {}
-
-
 def _candidates(probe: Probe, null: Probe | None, first: int) -> tuple:
     """The lines of ``rules_for(probe, null)`` that a response starting with ``first`` can
     match, in order (a NULL answer is checked against 4,000 lines: most start with a fixed
-    byte). Cached per process: probe databases live as long as it does."""
-    key = (id(probe), id(null), first)
-    found = _candidate_cache.get(key)
-    if found is None:
-        found = _candidate_cache[key] = tuple(
-            r for r in rules_for(probe, null) if r.first_bytes is None or first in r.first_bytes)
-        found = (probe, null, found)  # holding the probes keeps their ids theirs
-        _candidate_cache[key] = found
-    return found[2]
+    byte). Cached on the probe, so it goes with its database."""
+    key = (id(null), first)
+    found = probe.candidates.get(key)
+    if found is None or found[0] is not null:  # (holding null keeps its id its own)
+        found = probe.candidates[key] = (null, tuple(
+            r for r in rules_for(probe, null) if r.first_bytes is None or first in r.first_bytes))
+    return found[1]
 
 
 def probe_order(db: ProbeDatabase, port: int, intensity: int, ssl: bool) -> list[Probe]:
