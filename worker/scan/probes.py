@@ -47,7 +47,7 @@ class Rule:
     """One match or softmatch line. The pattern compiles on first use (most never are)."""
 
     __slots__ = ("service", "source", "flags", "soft", "template", "line", "_compiled",
-                 "first_bytes")
+                 "first_bytes", "probe")
 
     def __init__(self, service: str, source: bytes, flags: str, soft: bool,
                  template: dict[str, str], cpes: list[str], line: int):
@@ -57,6 +57,7 @@ class Rule:
         self.soft = soft
         self.template = (template, cpes)
         self.line = line
+        self.probe = ""  # the name of the probe whose line this is (set by the parser)
         self._compiled = None
         # The bytes a match must start with, when the pattern says (``^SSH-``: {S}); None
         # when it may start anywhere. Lets a response skip most lines without a regex call.
@@ -218,7 +219,9 @@ def parse_probe_file(text: str | bytes, source: str = "") -> ProbeDatabase:
         if current is None:
             raise ProbeFileError(f"{where}: '{word}' before any Probe line")
         if word in ("match", "softmatch"):
-            current.rules.append(_parse_rule(rest, word == "softmatch", number, where))
+            rule = _parse_rule(rest, word == "softmatch", number, where)
+            rule.probe = current.name
+            current.rules.append(rule)
         elif word == "ports":
             current.ports = frozenset(p for _, p in _parse_port_spec(rest.decode(), where))
         elif word == "sslports":

@@ -44,8 +44,9 @@ class Match:
 
     info: Service  # name and version fields, as a probed, confidence-10 result
     soft: bool
-    probe: str = ""
+    probe: str = ""  # the probe whose answer matched
     line: int = 0
+    owner: str = ""  # the probe whose line it is (a fallback's, or NULL's)
 
     @property
     def service(self) -> str:
@@ -138,7 +139,7 @@ def apply_rule(rule: Rule, found, probe_name: str) -> Match:
         extrainfo=values.get("i") or None, hostname=values.get("h") or None,
         ostype=values.get("o") or None, devicetype=values.get("d") or None,
         cpe=_one_cpe_per_part("cpe:/" + substitute(c, found) for c in cpes))
-    return Match(info, rule.soft, probe_name, rule.line)
+    return Match(info, rule.soft, probe_name, rule.line, rule.probe or probe_name)
 
 
 def _one_cpe_per_part(cpes) -> list[str]:
@@ -294,19 +295,13 @@ class PortProbing:
         if found.soft:
             if self.soft is None:
                 self.soft = found
-                if self.trace:
-                    self.trace(f"Service scan soft match (Probe {found.probe} matched with "
-                               f"{found.probe} line {found.line}): {self.address}:{self.port} "
-                               f"is {found.service}")
+                self._trace_match("soft match", found, found.service)
             return None
         return self._hard(found)
 
     def _hard(self, found: Match) -> Step:
         if found.service == "ssl" and not self.ssl:
-            if self.trace:
-                self.trace(f"Service scan hard match (Probe {found.probe} matched with "
-                           f"{found.probe} line {found.line}): {self.address}:{self.port} "
-                           f"is ssl")
+            self._trace_match("hard match", found, "ssl")
             self.ssl = True
             self.soft = None
             self.responses.clear()
@@ -315,10 +310,15 @@ class PortProbing:
         if self.trace:
             info = found.info
             shown = "|".join(v or "" for v in (info.product, info.version, info.extrainfo))
-            self.trace(f"Service scan match (Probe {found.probe} matched with {found.probe} "
-                       f"line {found.line}): {self.address}:{self.port} is "
-                       f"{'SSL/' if self.ssl else ''}{found.service}.  Version: |{shown}|")
+            self._trace_match("match", found, f"{'SSL/' if self.ssl else ''}{found.service}."
+                                              f"  Version: |{shown}|")
         return DONE
+
+    def _trace_match(self, kind: str, found: Match, what: str) -> None:
+        """--version-trace's line for a match: the probe sent, and whose line matched."""
+        if self.trace:
+            self.trace(f"Service scan {kind} (Probe {found.probe} matched with {found.owner} "
+                       f"line {found.line}): {self.address}:{self.port} is {what}")
 
     def on_timeout(self) -> Step:
         """The current probe's wait is over."""
