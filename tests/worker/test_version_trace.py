@@ -25,3 +25,8 @@ def test_a_fallback_match_names_the_probe_that_owns_the_line():
                          f"{other.rules[1].line}): 192.0.2.1:7000 is ftp.  Version: "
                          f"|Other FTP|||")
     assert hello.candidates  # the cache lives on the probe
+
+
+def test_the_database_resolves_its_null_probe_once():
+    db = parse_probe_file(SAMPLE, "sample")
+    assert db.null is db.probes[0] and PortProbing(db, "192.0.2.1", 80, 7).null is db.null

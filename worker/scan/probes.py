@@ -186,6 +186,10 @@ class ProbeDatabase:
     source: str
     probes: list[Probe]
     excluded: frozenset[tuple[str, int]] = frozenset()  # (protocol, port) never probed
+    null: Probe | None = field(init=False, default=None)  # the TCP NULL probe, if any
+
+    def __post_init__(self) -> None:
+        self.null = self.probe("NULL")
 
     def probe(self, name: str, protocol: str = "TCP") -> Probe | None:
         return next((p for p in self.probes if p.name == name and p.protocol == protocol), None)

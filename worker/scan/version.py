@@ -22,12 +22,14 @@ For one port, as Nmap does:
 from __future__ import annotations
 
 import dataclasses
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from worker.nsock.sockets import NsockSocket
 from worker.protocol import HostResult, Service
-from worker.scan.probes import Probe, ProbeDatabase, Rule
+from worker.scan.probes import Probe, ProbeDatabase, Rule, probe_database
 
 DEFAULT_INTENSITY = 7
 WRAPPED_CONF = 8
@@ -56,7 +58,7 @@ class Match:
 def _group(match, number: int) -> bytes:
     try:
         value = match.group(number)
-    except (IndexError, Exception):  # pcre2 raises its own error for a missing group
+    except Exception:  # IndexError, or pcre2's own error for a missing group
         return b""
     return value or b""
 
@@ -239,7 +241,7 @@ class PortProbing:
     def __init__(self, db: ProbeDatabase, address: str, port: int, intensity: int,
                  trace: Callable[[str], None] | None = None):
         self.db, self.address, self.port, self.intensity = db, address, port, intensity
-        self.null = db.probe("NULL")
+        self.null = db.null
         self.trace = trace
         self.ssl = False
         self.result: Match | None = None  # the hard match, once there is one
@@ -339,7 +341,7 @@ class PortProbing:
         return self._next(new_connection=True)
 
     def on_connect_failed(self) -> Step:
-        return self._next(new_connection=True) if self._queue else DONE
+        return self._next(new_connection=True)
 
     def _keep_response(self) -> None:
         if self.response and self.current is not None:
@@ -453,8 +455,6 @@ class _PortRun:
         self._do(self.probing.start())
 
     def _do(self, step: Step) -> None:
-        from worker.nsock.sockets import NsockSocket
-
         if step.kind == "done":
             self._close()
             self.scan._finished(self)
@@ -463,7 +463,7 @@ class _PortRun:
         if step.kind == "connect":
             self._close()
             generation = self.generation
-            family = 10 if ":" in self.host.address else 2
+            family = socket.AF_INET6 if ":" in self.host.address else socket.AF_INET
             self.sock = NsockSocket(self.loop, timeout_ms=step.wait_ms, family=family)
             self.sock.connect(self.host.address, self.port.portid,
                               "ssl" if step.ssl else "tcp",
@@ -518,8 +518,6 @@ class _PortRun:
 
 def detect_versions(loop, hosts: list[HostResult], options, log=None) -> None:
     """The worker's entry point: -sV for ``hosts`` with ``options.version``."""
-    from worker.scan.probes import probe_database
-
     version = options.version
     db = probe_database(options.datadir)
     trace = None
