@@ -30,3 +30,10 @@ def test_a_fallback_match_names_the_probe_that_owns_the_line():
 def test_the_database_resolves_its_null_probe_once():
     db = parse_probe_file(SAMPLE, "sample")
     assert db.null is db.probes[0] and PortProbing(db, "192.0.2.1", 80, 7).null is db.null
+
+
+def test_the_fingerprint_platform_is_a_triplet():
+    from worker.scan.version import PLATFORM
+
+    machine, vendor, *rest = PLATFORM.split("-")
+    assert machine and vendor in ("pc", "unknown") and rest

@@ -22,7 +22,9 @@ For one port, as Nmap does:
 from __future__ import annotations
 
 import dataclasses
+import platform
 import socket
+import sysconfig
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +33,6 @@ from worker.nsock.sockets import NsockSocket
 from worker.protocol import HostResult, Service
 from worker.scan.probes import Probe, ProbeDatabase, Rule, probe_database
 
-DEFAULT_INTENSITY = 7
 WRAPPED_CONF = 8
 MAX_RESPONSE = 1 << 16  # bytes kept per answer; Nmap keeps about as much
 MAX_PARALLEL_PORTS = 256
@@ -387,8 +388,24 @@ def escape_fp(data: bytes) -> str:
     return "".join(out)
 
 
+def _platform() -> str:
+    """The SF format's P= field, the build triplet as config.guess names it
+    (``x86_64-pc-linux-gnu``, ``aarch64-unknown-linux-gnu``)."""
+    multiarch = sysconfig.get_config_var("MULTIARCH")  # x86_64-linux-gnu on Debian builds
+    if multiarch and multiarch.count("-") == 2:
+        machine, system, abi = multiarch.split("-")
+    else:
+        machine, system = platform.machine(), platform.system().lower()
+        abi = "gnu" if system == "linux" else ""
+    vendor = "pc" if machine in ("x86_64", "i386", "i486", "i586", "i686") else "unknown"
+    return "-".join(part for part in (machine, vendor, system, abi) if part)
+
+
+PLATFORM = _platform()
+
+
 def service_fingerprint(probing: PortProbing, intensity: int, when: float | None = None,
-                        platform: str = "x86_64-pc-linux-gnu") -> str:
+                        platform: str = PLATFORM) -> str:
     """The port's fingerprint, unwrapped (outputs cut it into ``SF:`` lines)."""
     when = time.time() if when is None else when
     stamp = time.gmtime(when)
