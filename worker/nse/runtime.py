@@ -67,20 +67,17 @@ class LuaRuntime:
                  "zlib": (self.table(zlib.functions()), self.table(zlib.CONSTANTS)),
                  "lfs": (self.table(lfs.functions()),)}
         package = self.globals[b"package"]
-        as_lua_function = self.lua.eval("function(f) return function() return f() end end")
-        for name, args in parts.items():
-            def loader(name=name, args=args):
-                return self.load_file(LUA_DIR / f"{name}.lua", self.kernel, *args)
-            package[b"preload"][name.encode()] = as_lua_function(loader)  # a Lua function
+        modules = {name: self.load_file(LUA_DIR / f"{name}.lua", self.kernel, *args)
+                   for name, args in parts.items()}
         lpeg = find_lpeg()
         if lpeg is not None:
-            package[b"preload"][b"lpeg"] = package[b"loadlib"](
-                str(lpeg).encode(), b"luaopen_lpeg")
+            open_lpeg = package[b"loadlib"](str(lpeg).encode(), b"luaopen_lpeg")
+            if open_lpeg is not None:
+                modules["lpeg"] = open_lpeg()
         package[b"cpath"] = b""  # no other C module: none from the current directory
-        require = self.lua.eval("function(name) return (require(name)) end")  # module only
-        for name in (b"openssl", b"zlib", b"lfs", b"lpeg"):
-            if package[b"preload"][name] is not None:
-                self.globals[name] = require(name)
+        for name, module in modules.items():
+            package[b"loaded"][name.encode()] = module
+            self.globals[name.encode()] = module
 
     def load_file(self, path: Path, *args):
         return self._load(path.read_bytes(), b"@" + str(path).encode(), *args)
