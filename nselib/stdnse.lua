@@ -25,8 +25,8 @@ local concat = table.concat
 local _ENV = {}
 
 -- sleep, new_thread, base, gettid, getid, getinfo, gethostport, isworker, silent_require:
--- the engine's part (worker/nse/lua/stdnse_engine.lua), as in Nmap.
-for name, value in pairs(engine.stdnse) do _ENV[name] = value end
+-- the engine's part (worker/nse/lua/stdnse_engine.lua), as in Nmap, which the engine sets on
+-- this module's table once it has loaded (kernel.install_searcher); nothing here uses them.
 
 local function thread_prefix(with_target)
   local id, label, _, ip, port, proto = engine.thread_info()

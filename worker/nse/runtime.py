@@ -46,12 +46,12 @@ class LuaRuntime:
         self.kernel.set_nmap7_view(nmap7)
         self.globals[b"nmap"] = nmap
         self.globals[b"package"][b"loaded"][b"nmap"] = nmap
-        # What stdnse needs from the engine (threads, sleep, silent_require); our nselib's
-        # stdnse reads it from here, an Nmap stdnse gets it set as it loads.
+        # What stdnse needs from the engine (threads, sleep, silent_require): any stdnse gets
+        # it set on its module table as it loads; our nselib's also reads thread_info here.
         stdnse_part = self.load_file(LUA_DIR / "stdnse_engine.lua", self.kernel, nmap,
                                      api_table[b"thread_info"])
         self.globals[b"package"][b"loaded"][b"nsecluster.engine"] = self.table({
-            "stdnse": stdnse_part, "thread_info": api["thread_info"]})
+            "thread_info": api["thread_info"]})
         self.kernel.install_searcher(lambda name: _found(find_module(text(name))),
                                      stdnse_part)
         self.kernel.make_strict()
