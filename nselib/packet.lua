@@ -17,6 +17,7 @@
 -- @class module
 -- @name packet
 
+local ipOps = require "ipOps"
 local stdnse = require "stdnse"
 
 local ipairs, setmetatable, tostring = ipairs, setmetatable, tostring
@@ -94,17 +95,18 @@ end
 -- @return The packet object, or nil when an IPv4 header cannot be parsed. A packet that is
 --         not IPv4 is returned with only <code>buf</code>, <code>packet_len</code> and
 --         <code>ip_v</code>.
+-- The transport header parsers Packet:new runs, by IP protocol number: (method, name).
+local PARSERS = {[M.IPPROTO_TCP] = {"tcp_parse", "TCP"}, [M.IPPROTO_UDP] = {"udp_parse", "UDP"},
+                 [M.IPPROTO_ICMP] = {"icmp_parse", "ICMP"}}
+
 function Packet:new(packet, packet_len, force_continue)
   local o = setmetatable({buf = packet, packet_len = packet_len}, self)
   o.ip_v = byte(packet, 1) >> 4
   if o.ip_v ~= 4 then return o end
   if not o:ip_parse(force_continue) then return nil end
-  local parse = ({[M.IPPROTO_TCP] = o.tcp_parse, [M.IPPROTO_UDP] = o.udp_parse,
-                  [M.IPPROTO_ICMP] = o.icmp_parse})[o.ip_p]
-  if parse and not parse(o, force_continue) then
-    local name = ({[M.IPPROTO_TCP] = "TCP", [M.IPPROTO_UDP] = "UDP",
-                   [M.IPPROTO_ICMP] = "ICMP"})[o.ip_p]
-    stdnse.debug1("Error while parsing %s packet", name)
+  local parser = PARSERS[o.ip_p]
+  if parser and not o[parser[1]](o, force_continue) then
+    stdnse.debug1("Error while parsing %s packet", parser[2])
   end
   return o
 end
@@ -155,8 +157,8 @@ function Packet:ip_parse(force_continue)
   self.ip_sum = self:u16(10)
   self.ip_bin_src = self:raw(12, 4)
   self.ip_bin_dst = self:raw(16, 4)
-  self.ip_src = format("%d.%d.%d.%d", byte(self.ip_bin_src, 1, 4))
-  self.ip_dst = format("%d.%d.%d.%d", byte(self.ip_bin_dst, 1, 4))
+  self.ip_src = ipOps.str_to_ip(self.ip_bin_src)  -- as text
+  self.ip_dst = ipOps.str_to_ip(self.ip_bin_dst)
   self.ip_opt_offset = IP_HEADER
   self.ip_data_offset = self.ip_hl * 4
   self.ip_options = parse_options(self.buf, self.ip_opt_offset, self.ip_data_offset)

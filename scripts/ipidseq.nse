@@ -1,3 +1,4 @@
+local ipOps = require "ipOps"
 local math = require "math"
 local nmap = require "nmap"
 local packet = require "packet"
@@ -108,7 +109,7 @@ local function collect_ids(host, port)
   end
   local capture = nmap.new_socket()
   -- Only the target's TCP answers from the probed port reach the script.
-  local source = ("%d.%d.%d.%d"):format(host.bin_ip_src:byte(1, 4))
+  local source = ipOps.str_to_ip(host.bin_ip_src)
   capture:pcap_open(host.interface, 104, false,
     ("tcp and src host %s and dst host %s and src port %d"):format(host.ip, source, port))
   local dnet = nmap.new_dnet()
@@ -139,32 +140,26 @@ local function classify(ids)
   if #ids < 2 then
     return "Unknown"
   end
-  local all_zero = true
-  for _, id in ipairs(ids) do
-    if id ~= 0 then all_zero = false end
-  end
-  if all_zero then
-    return "All zeros"
-  end
-  local diffs = {}
-  for i = 2, #ids do
-    diffs[#diffs + 1] = (ids[i] - ids[i - 1]) % 0x10000
-  end
+  -- One pass over the differences; the classes are then tried in Nmap's order.
+  local all_zero = ids[1] == 0
+  local randomized, positive = false, false
   local constant, broken, incremental = true, true, true
-  for _, diff in ipairs(diffs) do
-    if diff > 20000 then
-      return "Randomized"
-    end
-  end
-  for _, diff in ipairs(diffs) do
-    if diff > 1000 and (diff % 256 ~= 0 or diff >= 25600) then
-      return "Random Positive Increments"
-    end
+  for i = 2, #ids do
+    local diff = (ids[i] - ids[i - 1]) % 0x10000
+    if ids[i] ~= 0 then all_zero = false end
+    if diff > 20000 then randomized = true end
+    if diff > 1000 and (diff % 256 ~= 0 or diff >= 25600) then positive = true end
     if diff ~= 0 then constant = false end
     if diff % 256 ~= 0 or diff > 5120 then broken = false end
     if diff >= 10 then incremental = false end
   end
-  if constant then
+  if all_zero then
+    return "All zeros"
+  elseif randomized then
+    return "Randomized"
+  elseif positive then
+    return "Random Positive Increments"
+  elseif constant then
     return "Constant"
   elseif broken then
     return "Broken incremental!"
