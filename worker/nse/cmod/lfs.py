@@ -9,10 +9,11 @@ from worker.nse.api.base import ScriptError, lua_api
 from worker.nse.runtime import text
 
 
-def _path(value, position: int, function: str) -> str:
+def _path(value, position: int, function: str) -> bytes:
+    """A path argument as the bytes the os calls take (a number as Lua would write it)."""
     if not isinstance(value, (bytes, int, float)) or isinstance(value, bool):
         raise ScriptError(f"bad argument #{position} to '{function}' (string expected)")
-    return text(value if isinstance(value, bytes) else str(value).encode())
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def _failure(exc: OSError, with_errno: bool = False):
@@ -25,9 +26,9 @@ def functions() -> dict:
     def listdir(path=None):
         path = _path(path, 1, "dir")
         try:
-            names = os.listdir(os.fsencode(path))
+            names = os.listdir(path)
         except OSError as exc:
-            raise ScriptError(f"cannot open {path}: {exc.strerror}") from None
+            raise ScriptError(f"cannot open {text(path)}: {exc.strerror}") from None
         # readdir's view (os.listdir leaves out "." and ".."); NUL ends each name, as no
         # file name holds one
         return b"".join(name + b"\0" for name in [b".", b".."] + names)
@@ -35,7 +36,7 @@ def functions() -> dict:
     @lua_api
     def mkdir(path=None):
         try:
-            os.mkdir(os.fsencode(_path(path, 1, "mkdir")), 0o777)
+            os.mkdir(_path(path, 1, "mkdir"), 0o777)
         except OSError as exc:
             return _failure(exc)
         return True
@@ -43,7 +44,7 @@ def functions() -> dict:
     @lua_api
     def rmdir(path=None):
         try:
-            os.rmdir(os.fsencode(_path(path, 1, "rmdir")))
+            os.rmdir(_path(path, 1, "rmdir"))
         except OSError as exc:
             return _failure(exc)
         return True
@@ -53,9 +54,9 @@ def functions() -> dict:
         old, new = _path(old, 1, "link"), _path(new, 2, "link")
         try:
             if symbolic is not None and symbolic is not False:
-                os.symlink(os.fsencode(old), os.fsencode(new))
+                os.symlink(old, new)
             else:
-                os.link(os.fsencode(old), os.fsencode(new))
+                os.link(old, new)
         except OSError as exc:
             return _failure(exc, with_errno=True)
         return True
