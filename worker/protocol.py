@@ -658,13 +658,11 @@ def _tree_from_wire(tree):
 def _scripts_from_wire(items, where):
     out = []
     for item in _list(items, where):
-        if not isinstance(item, (list, tuple)) or len(item) != 3:
-            raise ProtocolError(f"{where}: bad script result")
-        if not isinstance(item[0], str) or not isinstance(item[1], (str, bytes)) \
+        if not isinstance(item, (list, tuple)) or len(item) != 3 \
+                or not isinstance(item[0], str) or not isinstance(item[1], (str, bytes)) \
                 or not _structured_ok(item[2]):
             raise ProtocolError(f"{where}: bad script result")
-        out.append(ScriptResult(item[0], _text_from_wire(item[1]),
-                                _tree_from_wire(item[2]) if item[2] is not None else None))
+        out.append(ScriptResult(item[0], _text_from_wire(item[1]), _tree_from_wire(item[2])))
     return out
 
 
