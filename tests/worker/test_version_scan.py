@@ -317,6 +317,7 @@ def _services(xml_text: str) -> dict[int, dict]:
 def test_services_match_nmap(nmap_path, tmp_path):
     nmap = nmap_path
     farm = ServiceFarm(ADDRESS, tmp_path / "farm").start()
+    runs: dict[str, subprocess.Popen] = {}
     try:
         ports = ",".join(str(p) for p in farm.ports.values())
         common = ["-sT", "-Pn", "-n", "-sV", "--version-light", "-p", ports, ADDRESS,
@@ -325,24 +326,28 @@ def test_services_match_nmap(nmap_path, tmp_path):
         empty.mkdir()
         own_env = dict(os.environ, NMAPDIR=str(empty), NSECLUSTER_NMAP_PREFIXES="",
                        HOME=str(tmp_path))
-        runs = {
-            "nmap": subprocess.Popen([nmap, "--unprivileged", *common],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-            "ours": subprocess.Popen([sys.executable, "-m", "coordinator.cli", "scan",
-                                      "--unprivileged", *common],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     cwd=REPO),
-            "own file": subprocess.Popen([sys.executable, "-m", "coordinator.cli", "scan",
-                                          "--unprivileged", *common], stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True, cwd=REPO,
-                                         env=own_env),
-        }
+        runs["nmap"] = subprocess.Popen([nmap, "--unprivileged", *common],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+        runs["ours"] = subprocess.Popen([sys.executable, "-m", "coordinator.cli", "scan",
+                                         "--unprivileged", *common],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, cwd=REPO)
+        runs["own file"] = subprocess.Popen([sys.executable, "-m", "coordinator.cli", "scan",
+                                             "--unprivileged", *common],
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            text=True, cwd=REPO, env=own_env)
         outputs = {}
         for name, process in runs.items():
             out, err = process.communicate(timeout=120)
             assert process.returncode == 0, f"{name}: {err}"
             outputs[name] = _services(out)
     finally:
+        # a timeout or a failed assertion leaves the other scans running: end them
+        for process in runs.values():
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
         farm.stop()
     nmap_found, ours, own = outputs["nmap"], outputs["ours"], outputs["own file"]
     p = farm.ports
