@@ -2,6 +2,7 @@
 Nmap itself as the reference."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -101,6 +102,13 @@ class Netns:
 
 @pytest.fixture
 def netns():
+    with make_netns() as ns:
+        yield ns
+
+
+@contextlib.contextmanager
+def make_netns():
+    """A new Netns with loopback up, destroyed (its processes killed) on leaving."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.fail("network namespace tests need root and iproute2 (CI provides both)")
     name = f"nsct-{uuid.uuid4().hex[:10]}"
