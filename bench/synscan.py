@@ -36,18 +36,30 @@ def open_ports(xml_text: str) -> list[int]:
 
 
 def make_namespaces() -> tuple[str, str]:
+    """Two namespaces joined by a veth pair; when a step fails, the ones made are deleted."""
     tag = uuid.uuid4().hex[:8]
     near, far = f"bench-a-{tag}", f"bench-b-{tag}"
-    for name in (near, far):
-        subprocess.run(["ip", "netns", "add", name], check=True)
-    subprocess.run(["ip", "link", "add", "vA", "netns", near, "type", "veth", "peer", "name",
-                    "vB", "netns", far], check=True)
-    for name, device, address in ((near, "vA", "192.0.2.1/24"), (far, "vB", "192.0.2.2/24")):
-        for command in (["ip", "link", "set", "lo", "up"],
-                        ["ip", "addr", "add", address, "dev", device],
-                        ["ip", "link", "set", device, "up"]):
-            subprocess.run(["ip", "netns", "exec", name, *command], check=True)
+    try:
+        for name in (near, far):
+            subprocess.run(["ip", "netns", "add", name], check=True)
+        subprocess.run(["ip", "link", "add", "vA", "netns", near, "type", "veth", "peer",
+                        "name", "vB", "netns", far], check=True)
+        for name, device, address in ((near, "vA", "192.0.2.1/24"),
+                                      (far, "vB", "192.0.2.2/24")):
+            for command in (["ip", "link", "set", "lo", "up"],
+                            ["ip", "addr", "add", address, "dev", device],
+                            ["ip", "link", "set", device, "up"]):
+                subprocess.run(["ip", "netns", "exec", name, *command], check=True)
+    except BaseException:
+        delete_namespaces(near, far)
+        raise
     return near, far
+
+
+def delete_namespaces(*names: str) -> None:
+    """Delete these namespaces; one already gone (or never made) is no error."""
+    for name in names:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,12 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ours = install_for_benchmark()
     near, far = make_namespaces()
-    server = subprocess.Popen(["ip", "netns", "exec", far, sys.executable, "-c", LISTEN,
-                               *map(str, OPEN_PORTS)], stdout=subprocess.PIPE, text=True)
-    scan = ["-n", "-Pn", "-sS", "-p-", "192.0.2.2", "-oX", "-"]
-    tools = {"nmap": [nmap, *scan], "nsecluster": [*ours, "scan", *scan]}
-    walls, ok = run_alternating(tools, near, far, server, args.runs, args.timeout,
-                                lambda out: (open_ports(out) == list(OPEN_PORTS), ""))
+    try:  # run_alternating deletes them too; this covers a failure before it starts
+        server = subprocess.Popen(["ip", "netns", "exec", far, sys.executable, "-c", LISTEN,
+                                   *map(str, OPEN_PORTS)], stdout=subprocess.PIPE, text=True)
+        scan = ["-n", "-Pn", "-sS", "-p-", "192.0.2.2", "-oX", "-"]
+        tools = {"nmap": [nmap, *scan], "nsecluster": [*ours, "scan", *scan]}
+        walls, ok = run_alternating(tools, near, far, server, args.runs, args.timeout,
+                                    lambda out: (open_ports(out) == list(OPEN_PORTS), ""))
+    finally:
+        delete_namespaces(near, far)
     return report(f"SYN scan of 65,535 ports, one host in a namespace, median of {args.runs}:",
                   walls, ok, args.runs, "exactly the open ports", " (goal: at most 2x)",
                   args.json)
@@ -95,8 +110,7 @@ def run_alternating(tools: dict, near: str, far: str, server: subprocess.Popen, 
     finally:
         server.kill()
         server.wait(timeout=10)
-        for name in (near, far):
-            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        delete_namespaces(near, far)
     return walls, ok
 
 

@@ -20,7 +20,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 from bench.portscan import install_for_benchmark
-from bench.synscan import make_namespaces, report, run_alternating
+from bench.synscan import delete_namespaces, make_namespaces, report, run_alternating
 
 OPEN_PORTS = (7, 53, 123, 161, 500, 999)
 PORTS = "1-1000"
@@ -61,21 +61,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ours = install_for_benchmark()
     near, far = make_namespaces()
-    limits = ["net.ipv4.icmp_ratelimit=0"]
-    if args.no_global_limit:
-        limits += ["net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000"]
-    subprocess.run(["ip", "netns", "exec", far, "sysctl", "-qw", *limits], check=True)
-    server = subprocess.Popen(["ip", "netns", "exec", far, sys.executable, "-c", ECHO,
-                               *map(str, OPEN_PORTS)], stdout=subprocess.PIPE, text=True)
-    scan = ["-n", "-Pn", "-sU", "-p", PORTS, "192.0.2.2", "-oX", "-"]
-    tools = {"nmap": [nmap, *scan], "nsecluster": [*ours, "scan", *scan]}
-    expected = (list(OPEN_PORTS), 1000 - len(OPEN_PORTS))
+    try:  # run_alternating deletes them too; this covers a failure before it starts
+        limits = ["net.ipv4.icmp_ratelimit=0"]
+        if args.no_global_limit:
+            limits += ["net.ipv4.icmp_msgs_per_sec=1000000", "net.ipv4.icmp_msgs_burst=1000000"]
+        subprocess.run(["ip", "netns", "exec", far, "sysctl", "-qw", *limits], check=True)
+        server = subprocess.Popen(["ip", "netns", "exec", far, sys.executable, "-c", ECHO,
+                                   *map(str, OPEN_PORTS)], stdout=subprocess.PIPE, text=True)
+        scan = ["-n", "-Pn", "-sU", "-p", PORTS, "192.0.2.2", "-oX", "-"]
+        tools = {"nmap": [nmap, *scan], "nsecluster": [*ours, "scan", *scan]}
+        expected = (list(OPEN_PORTS), 1000 - len(OPEN_PORTS))
 
-    def check(out: str):
-        found = port_states(out)
-        return found == expected, str(found)
+        def check(out: str):
+            found = port_states(out)
+            return found == expected, str(found)
 
-    walls, ok = run_alternating(tools, near, far, server, args.runs, args.timeout, check)
+        walls, ok = run_alternating(tools, near, far, server, args.runs, args.timeout, check)
+    finally:
+        delete_namespaces(near, far)
     limit = "no ICMP limits" if args.no_global_limit else "per-peer ICMP limit off"
     return report(f"UDP scan of ports {PORTS}, one host in a namespace ({limit}), "
                   f"median of {args.runs}:", walls, ok, args.runs,

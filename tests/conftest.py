@@ -2,6 +2,7 @@
 Nmap itself as the reference."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -21,14 +22,22 @@ from worker.services import ServiceTable
 REPO = Path(__file__).resolve().parent.parent
 NSECLUSTER = [sys.executable, "-m", "coordinator.cli"]
 NMAP_SERVICES = Path("/usr/share/nmap/nmap-services")  # from Debian's nmap-common
+# Root without CAP_NET_RAW (nor CAP_NET_ADMIN): raw sockets are refused.
+WITHOUT_RAW = ["setpriv", "--inh-caps=-all", "--bounding-set=-net_raw,-net_admin"]
 
 
-def run_nsecluster(*args, input=None, timeout=120, netns=None, env=None, cwd=None):
-    """Run the real command line; returns CompletedProcess with text stdout/stderr."""
+def run_nsecluster(*args, input=None, timeout=120, netns=None, env=None, cwd=None,
+                   without_raw=False, inherit_env=True):
+    """Run the real command line; returns CompletedProcess with text stdout/stderr.
+    ``netns``: inside that namespace; ``without_raw``: as root without raw sockets
+    (WITHOUT_RAW, inside the namespace); ``inherit_env=False``: the environment is only
+    PYTHONPATH and ``env``, not this process's."""
     command = [*NSECLUSTER, *map(str, args)]
+    if without_raw:
+        command = [*WITHOUT_RAW, *command]
     if netns is not None:
         command = ["ip", "netns", "exec", netns, *command]
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env = {**(os.environ if inherit_env else {}), "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(command, input=input, capture_output=True, text=True,
                           timeout=timeout, env=full_env, cwd=cwd or REPO)
 
@@ -101,6 +110,13 @@ class Netns:
 
 @pytest.fixture
 def netns():
+    with make_netns() as ns:
+        yield ns
+
+
+@contextlib.contextmanager
+def make_netns():
+    """A new Netns with loopback up, destroyed (its processes killed) on leaving."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         pytest.fail("network namespace tests need root and iproute2 (CI provides both)")
     name = f"nsct-{uuid.uuid4().hex[:10]}"

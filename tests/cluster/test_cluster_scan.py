@@ -265,11 +265,8 @@ def test_scripts_named_by_path_are_refused_with_a_broker():
 
 
 def test_a_privileged_worker_without_raw_sockets_says_what_is_missing():
-    command = ["setpriv", "--inh-caps=-all", "--bounding-set=-net_raw,-net_admin",
-               sys.executable, "-m", "coordinator.cli", "worker", "--broker", BROKER,
-               "--privileged"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = run_nsecluster("worker", "--broker", BROKER, "--privileged", without_raw=True,
+                          timeout=60)
     assert done.returncode == 1
     assert done.stderr.startswith("nsecluster: --privileged: this process cannot open raw "
                                   "sockets (Operation not permitted)")
@@ -279,12 +276,9 @@ def test_a_privileged_worker_without_raw_sockets_says_what_is_missing():
 def test_the_workers_privilege_counts_not_the_coordinators(cluster, tmp_path, flags, expected):
     """The coordinator may not open raw sockets; the (root) workers may: is_privileged() is
     theirs, unless the scan says --unprivileged."""
-    command = ["setpriv", "--inh-caps=-all", "--bounding-set=-net_raw,-net_admin",
-               sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
-               "--script", "privilege-check", "--broker", BROKER, *flags, "127.0.77.1",
-               "-oX", str(tmp_path / "out.xml")]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = run_nsecluster("scan", "-n", "-Pn", "-p", "1", "--script", "privilege-check",
+                          "--broker", BROKER, *flags, "127.0.77.1", "-oX", tmp_path / "out.xml",
+                          without_raw=True, timeout=120)
     assert done.returncode == 0, done.stderr
     (_, _, scripts), = xml_hosts(tmp_path / "out.xml")["hosts"].values()
     assert scripts == [("privilege-check", expected)]

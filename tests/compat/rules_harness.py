@@ -119,8 +119,10 @@ def main(datadir: str) -> int:
     def note(script_id: str, where: str) -> None:
         matched.setdefault(script_id, []).append(where)
 
+    rule_pass_results = []  # the prerule and postrule passes' results
     for result in engine.run_pass("prerule", [s for s in scripts if "prerule" in s.rules]):
         note(result.id, "prerule")
+        rule_pass_results.append(result)
     hosts = [host_result("127.0.0.1")]
     index = HostIndex([HostContext(1, hosts[0], engine.runtime)])
     engine.run_pass("scan", [s for s in scripts if s.rules & {"hostrule", "portrule"}], index)
@@ -132,10 +134,13 @@ def main(datadir: str) -> int:
                 note(result.id, f"{port.protocol}/{port.portid}")
     for result in engine.run_pass("postrule", [s for s in scripts if "postrule" in s.rules]):
         note(result.id, "postrule")
+        rule_pass_results.append(result)
     rule_errors = [line for line in log if "threw an error!" in line or "Reason:" in line
                    or "timed out" in line or "yielded unexpectedly" in line]
     not_marker = {script_id: where for script_id, where in matched.items()
-                  if any(r.output != MARKER for r in _all_results(hosts) if r.id == script_id)}
+                  if any(r.output != MARKER
+                         for r in [*_all_results(hosts), *rule_pass_results]
+                         if r.id == script_id)}
     rules = {rule: sum(rule in s.rules for s in scripts)
              for rule in ("prerule", "hostrule", "portrule", "postrule")}
     json.dump({"files": len(paths), "loaded": len(scripts), "skipped": skipped,

@@ -120,7 +120,7 @@ def test_a_cluster_gives_the_embedded_results(scans, cluster, tmp_path):
     _, embedded = scans
     clustered_xml = tmp_path / "cluster.xml"
     machine_xml = tmp_path / "cluster-machine.xml"
-    tool = [*NSECLUSTER, "scan", "--broker", BROKER]
+    tool = [*NSECLUSTER, "scan", "--unprivileged", "--broker", BROKER]  # as the embedded run
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         list(pool.map(_run, [farm.scan_command(tool, clustered_xml),
                              machine_command(tool, machine_xml)]))

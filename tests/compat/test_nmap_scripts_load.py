@@ -31,19 +31,10 @@ def run_harness(netns, datadir: Path) -> dict:
 @pytest.fixture(scope="module")
 def loopback_ns():
     """A namespace with only loopback, for the whole module (conftest's netns is per test)."""
-    import subprocess
-    import uuid
+    from conftest import make_netns
 
-    from conftest import Netns
-
-    assert os.geteuid() == 0, "network namespace tests need root (CI provides it)"
-    space = Netns(f"nsct-{uuid.uuid4().hex[:10]}")
-    subprocess.run(["ip", "netns", "add", space.name], check=True)
-    try:
-        space.run("ip", "link", "set", "lo", "up")
+    with make_netns() as space:
         yield space
-    finally:
-        space.destroy()
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
-from conftest import REPO, run_nsecluster
+from conftest import run_nsecluster
 
 SCRIPT = """
 local nmap = require "nmap"
@@ -16,10 +15,6 @@ categories = {"safe"}
 prerule = function() return true end
 action = function() return tostring(nmap.is_privileged()) end
 """
-# Root without CAP_NET_RAW: raw sockets are refused.
-WITHOUT_RAW = ["setpriv", "--inh-caps=-all", "--bounding-set=-net_raw,-net_admin"]
-
-
 def answer(stdout: str) -> str:
     lines = [line for line in stdout.splitlines() if line.startswith("|_privilege-check: ")]
     assert len(lines) == 1, stdout
@@ -27,11 +22,9 @@ def answer(stdout: str) -> str:
 
 
 def ours(script, *flags, without_raw=False):
-    command = [sys.executable, "-m", "coordinator.cli", "scan", "-n", "-Pn", "-p", "1",
-               "127.0.0.1", "--script", str(script), *flags]
-    done = subprocess.run([*WITHOUT_RAW, *command] if without_raw else command,
-                          capture_output=True, text=True, timeout=120, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    # without_raw: root without CAP_NET_RAW, where raw sockets are refused
+    done = run_nsecluster("scan", "-n", "-Pn", "-p", "1", "127.0.0.1", "--script", script,
+                          *flags, without_raw=without_raw, timeout=120)
     assert done.returncode == 0, done.stderr
     return answer(done.stdout)
 
@@ -67,10 +60,8 @@ def test_without_raw_sockets_the_process_is_not_privileged_unless_told(script):
 
 def test_syn_scan_told_unprivileged_quits_as_an_unprivileged_syn_scan():
     told = run_nsecluster("scan", "-sS", "--unprivileged", "-n", "-Pn", "-p", "1", "127.0.0.1")
-    lacking = subprocess.run(
-        [*WITHOUT_RAW, sys.executable, "-m", "coordinator.cli", "scan", "-sS", "-n", "-Pn",
-         "-p", "1", "127.0.0.1"], capture_output=True, text=True, timeout=120, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+    lacking = run_nsecluster("scan", "-sS", "-n", "-Pn", "-p", "1", "127.0.0.1",
+                             without_raw=True, timeout=120)
     assert told.returncode == lacking.returncode == 1
     assert told.stderr == lacking.stderr
     assert told.stderr.count("\n") == 1 and "requires root privileges" in told.stderr

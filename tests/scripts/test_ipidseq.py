@@ -128,5 +128,19 @@ def test_unprivileged_the_script_does_not_run_as_nmaps(tmp_path, nmap_path):
     assert host_script_output(tmp_path / "nmap.xml") is None
 
 
-def test_a_cluster_sends_ipidseq_to_privileged_workers():
+def test_a_script_stage_for_ipidseq_names_it_a_raw_script():
+    # A cluster sends the host groups of a stage's raw_scripts() to privileged workers:
+    # the stage built for --script ipidseq must list it there.
+    from worker.nse import stage
+    from worker.nsock.loop import EventLoop
+    from worker.protocol import ScanOptions, ScriptOptions
     assert _RAW_API.search((REPO / "scripts" / "ipidseq.nse").read_text())
+    loop = EventLoop()
+    try:
+        built = stage.stage_for("ipidseq-raw", ScanOptions(scripts=ScriptOptions(
+            rules=("ipidseq",))), loop, environ={})
+        assert [script.id for script in built.scripts] == ["ipidseq"]
+        assert "ipidseq" in built.raw_scripts()
+    finally:
+        stage.finish("ipidseq-raw")
+        loop.close()

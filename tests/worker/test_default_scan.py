@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import NMAP_SERVICES, REPO, loopback_address, run_nsecluster
+from conftest import NMAP_SERVICES, loopback_address, run_nsecluster
 
 from coordinator.cli import build_scan_parser
 from coordinator.plan import build_plan
-
-WITHOUT_RAW_SOCKETS = ["setpriv", "--inh-caps=-all", "--bounding-set=-net_raw,-net_admin"]
-
 
 def scan_facts(xml_text: str) -> dict:
     """What the scan type decides: scaninfo type, host reason, every listed port's state,
@@ -97,9 +93,8 @@ def test_told_unprivileged_the_default_is_a_connect_scan_as_nmaps(target, nmap_p
 def test_without_raw_sockets_the_default_is_a_connect_scan_not_an_error(target, nmap_path):
     address, ports, opened = target
     common = ["-n", "--reason", "-p", ports, address, "-oX", "-"]
-    done = subprocess.run([*WITHOUT_RAW_SOCKETS, sys.executable, "-m", "coordinator.cli",
-                           "scan", *common], capture_output=True, text=True, timeout=60,
-                          cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    done = run_nsecluster("scan", *common, without_raw=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"}, inherit_env=False)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     # Nmap itself, as root without the capability, would try raw sockets and fail; what it
     # does when it may not is its --unprivileged scan.

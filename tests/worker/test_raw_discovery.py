@@ -10,7 +10,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import REPO, run_nsecluster
+from conftest import run_nsecluster
 
 ROUTED = "198.51.100.1"  # on b's loopback, reached from a through 192.0.2.2
 TARGETS = ("192.0.2.2", "192.0.2.99", ROUTED, "198.51.100.7", "127.0.0.1", "192.0.2.1")
@@ -237,12 +237,9 @@ def test_spoof_mac_forms_like_nmap(routed_pair, nmap_path, argument, fixed):
 
 def test_unprivileged_discovery_stays_connect_style(routed_pair):
     a, _ = routed_pair
-    done = subprocess.run(
-        ["ip", "netns", "exec", a.name, "setpriv", "--inh-caps=-all",
-         "--bounding-set=-net_raw,-net_admin", sys.executable, "-m", "coordinator.cli", "scan",
-         "-n", "-sn", "--reason", "-oX", "-", "192.0.2.2", "127.0.0.1"],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    done = run_nsecluster("scan", "-n", "-sn", "--reason", "-oX", "-", "192.0.2.2",
+                          "127.0.0.1", netns=a.name, without_raw=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"}, inherit_env=False)
     assert done.returncode == 0, done.stderr
     found = hosts_of(done.stdout)
     assert {k: v[:2] for k, v in found.items()} == {"192.0.2.2": ("up", "conn-refused"),

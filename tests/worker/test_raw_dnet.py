@@ -3,12 +3,11 @@ in one sends an Ethernet frame and an IP packet, and a capture in the other rece
 byte for byte. Nothing leaves the namespaces."""
 from __future__ import annotations
 
-import os
 import struct
 import subprocess
 import sys
 
-from conftest import REPO, Netns, run_nsecluster
+from conftest import Netns, run_nsecluster
 
 MARKER = b"NSECLUSTER-DNET"
 CAPTURE = r"""
@@ -101,12 +100,8 @@ def test_a_frame_and_a_packet_arrive_in_the_far_namespace_byte_for_byte(veth_pai
 def test_without_the_privilege_dnet_says_what_is_missing(veth_pair, tmp_path):
     a, _ = veth_pair
     script = dnet_script(tmp_path, b"x" * 60, ipv4_packet(MARKER))
-    done = subprocess.run(
-        ["ip", "netns", "exec", a.name, "setpriv", "--inh-caps=-all",
-         "--bounding-set=-net_raw,-net_admin", sys.executable, "-m", "coordinator.cli", "scan",
-         "-n", "-Pn", "-p", "1", "127.0.0.1", "--script", str(script)],
-        capture_output=True, text=True, timeout=120,
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    done = run_nsecluster("scan", "-n", "-Pn", "-p", "1", "127.0.0.1", "--script", script,
+                          netns=a.name, without_raw=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert ("dnet-send: open: raw packets need a privileged worker (root or CAP_NET_RAW); "
             "this process is not privileged") in done.stdout

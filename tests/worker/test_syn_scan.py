@@ -8,7 +8,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 
-from conftest import REPO, run_nsecluster
+from conftest import run_nsecluster
 
 OPEN_PORTS = (22, 80, 443, 1234, 8080, 31337)
 LISTEN = ("import socket, sys, time\n"
@@ -63,12 +63,9 @@ def test_syn_scan_finds_what_connect_scan_and_nmap_find(veth_pair):
 
 def test_syn_scan_without_the_privilege_quits_with_one_line(veth_pair):
     a, _ = veth_pair
-    done = subprocess.run(
-        ["ip", "netns", "exec", a.name, "setpriv", "--inh-caps=-all",
-         "--bounding-set=-net_raw,-net_admin", sys.executable, "-m", "coordinator.cli", "scan",
-         "-n", "-Pn", "-sS", "-p", "80", "192.0.2.2"],
-        capture_output=True, text=True, timeout=60, cwd=REPO,
-        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    done = run_nsecluster("scan", "-n", "-Pn", "-sS", "-p", "80", "192.0.2.2",
+                          netns=a.name, without_raw=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin"}, inherit_env=False)
     assert done.returncode == 1
     assert done.stderr == ("nsecluster: You requested a scan type which requires root "
                            "privileges (-sS needs raw sockets: run as root or with "

@@ -308,12 +308,9 @@ def test_udp_scan_without_the_privilege_quits_with_one_line(veth_pair):
     for flags, says in ((["-sU"], "-sU needs raw sockets: run as root or with CAP_NET_RAW"),
                         (["-sS", "-sU"], "-sS and -sU need raw sockets: run as root or with "
                                          "CAP_NET_RAW, or use -sT")):
-        done = subprocess.run(
-            ["ip", "netns", "exec", a.name, "setpriv", "--inh-caps=-all",
-             "--bounding-set=-net_raw,-net_admin", sys.executable, "-m", "coordinator.cli",
-             "scan", "-n", "-Pn", *flags, "-p", "53", "192.0.2.2"],
-            capture_output=True, text=True, timeout=60, cwd=REPO,
-            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+        done = run_nsecluster("scan", "-n", "-Pn", *flags, "-p", "53", "192.0.2.2",
+                              netns=a.name, without_raw=True, timeout=60,
+                              env={"PATH": "/usr/bin:/bin"}, inherit_env=False)
         assert done.returncode == 1
         assert done.stderr == ("nsecluster: You requested a scan type which requires root "
                                f"privileges ({says})\n")

@@ -124,20 +124,62 @@ def test_first_byte_prefilter(pattern, caseless, expected):
     assert (None if found is None else set(found)) == expected
 
 
-def test_prefilter_never_hides_a_match():
-    # Every line of the own probe file and of the sample, against answers starting with
-    # each byte: the prefiltered matcher agrees with trying every line.
+def _match_without_prefilter(probe, null, data):
+    # match_response's rule, over every line of rules_for (no first-byte prefilter): the
+    # first hard match, else the first soft match (after which only hard lines of its
+    # service count).
     from worker.scan.version import rules_for
+    soft = None
+    for rule in rules_for(probe, null):
+        if soft is not None and (rule.soft or rule.service != soft.service):
+            continue
+        if rule.search(data) is None:
+            continue
+        if not rule.soft:
+            return rule
+        soft = rule
+    return soft
+
+
+PREFILTER_BANNERS = (
+    b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n220 x\r\nHTTP/1.0 200",
+    b"SSH-2.0-Fancy_1\r\n",
+    b"220 FancyFTP 1",
+    b"220 fancyftp 2.x",
+    b"220 x\r\n",
+    b"220 Other FTP\r\n",
+    b"HI x\0y",
+    b"OK",
+    b"\x16\x03\x01\x00",
+    b"HTTP/1.0 200 OK\r\n\r\n",
+)
+
+
+def test_prefilter_never_hides_a_match():
+    # Every line of the own probe file and of the sample, against several banners as they
+    # are and with their first byte replaced by each byte: the prefiltered matcher agrees
+    # with trying every line, in every case.
     for parsed in (db(), probe_database(path=OWN_PROBE_FILE)):
+        checked = hard = soft = 0
         null = parsed.probe("NULL")
         for probe in parsed.probes:
-            for first in range(256):
-                data = bytes([first]) + b"SH-2.0-OpenSSH_9.2p1 Debian\r\n220 x\r\nHTTP/1.0 200"
-                full = [r for r in rules_for(probe, null) if r.search(data)]
-                got = match_response(probe, null, data)
-                first_hard = next((r for r in full if not r.soft), None)
-                if first_hard is not None:
-                    assert got is not None and got.line == first_hard.line
+            for banner in PREFILTER_BANNERS:
+                for data in [banner] + [bytes([first]) + banner[1:] for first in range(256)]:
+                    want = _match_without_prefilter(probe, null, data)
+                    got = match_response(probe, null, data)
+                    if want is None:
+                        assert got is None, (probe.name, data)
+                    else:
+                        assert got is not None, (probe.name, data, want.line)
+                        assert (got.line, got.soft, got.service) == (
+                            want.line, want.soft, want.service), (probe.name, data)
+                        if want.soft:
+                            soft += 1
+                        else:
+                            hard += 1
+                    checked += 1
+        # each database gives hard and soft matches to compare, not only misses
+        assert checked > 0 and hard > 0 and soft > 0, (parsed, checked, hard, soft)
 
 
 # -- the matcher -------------------------------------------------------------------------------
@@ -275,6 +317,7 @@ def _services(xml_text: str) -> dict[int, dict]:
 def test_services_match_nmap(nmap_path, tmp_path):
     nmap = nmap_path
     farm = ServiceFarm(ADDRESS, tmp_path / "farm").start()
+    runs: dict[str, subprocess.Popen] = {}
     try:
         ports = ",".join(str(p) for p in farm.ports.values())
         common = ["-sT", "-Pn", "-n", "-sV", "--version-light", "-p", ports, ADDRESS,
@@ -283,24 +326,28 @@ def test_services_match_nmap(nmap_path, tmp_path):
         empty.mkdir()
         own_env = dict(os.environ, NMAPDIR=str(empty), NSECLUSTER_NMAP_PREFIXES="",
                        HOME=str(tmp_path))
-        runs = {
-            "nmap": subprocess.Popen([nmap, "--unprivileged", *common],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
-            "ours": subprocess.Popen([sys.executable, "-m", "coordinator.cli", "scan",
-                                      "--unprivileged", *common],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     cwd=REPO),
-            "own file": subprocess.Popen([sys.executable, "-m", "coordinator.cli", "scan",
-                                          "--unprivileged", *common], stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE, text=True, cwd=REPO,
-                                         env=own_env),
-        }
+        runs["nmap"] = subprocess.Popen([nmap, "--unprivileged", *common],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True)
+        runs["ours"] = subprocess.Popen([sys.executable, "-m", "coordinator.cli", "scan",
+                                         "--unprivileged", *common],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                        text=True, cwd=REPO)
+        runs["own file"] = subprocess.Popen([sys.executable, "-m", "coordinator.cli", "scan",
+                                             "--unprivileged", *common],
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            text=True, cwd=REPO, env=own_env)
         outputs = {}
         for name, process in runs.items():
             out, err = process.communicate(timeout=120)
             assert process.returncode == 0, f"{name}: {err}"
             outputs[name] = _services(out)
     finally:
+        # a timeout or a failed assertion leaves the other scans running: end them
+        for process in runs.values():
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
         farm.stop()
     nmap_found, ours, own = outputs["nmap"], outputs["ours"], outputs["own file"]
     p = farm.ports
