@@ -129,10 +129,11 @@ class _GroupRun:
     def _discover(self) -> list[str]:
         addresses = list(self.targets)
         raw = self._raw_discovery(addresses)
+        raw_up = set(raw.up) if raw is not None else set()  # a property: read it once
         if not self.options.host_discovery:
             if raw is None:
                 return addresses
-            return [a for a in addresses if a not in raw.scanned or a in raw.up]
+            return [a for a in addresses if a not in raw.scanned or a in raw_up]
         if raw is not None:
             addresses = [a for a in addresses if a not in raw.scanned]
             if not addresses:
@@ -143,7 +144,10 @@ class _GroupRun:
         self.discovery.update({h.key: h for h in scan.hosts})
         self._drive(scan)
         up = [h.key for h in scan.hosts if h.up and not h.timed_out]
-        return up if raw is None else [a for a in self.targets if a in raw.up or a in up]
+        if raw is None:
+            return up
+        up_set = set(up)
+        return [a for a in self.targets if a in raw_up or a in up_set]
 
     def _raw_discovery(self, addresses: list[str]):
         """Privileged discovery of the IPv4 targets (worker/scan/ping.py), or None when this
