@@ -31,6 +31,7 @@ from worker.nse.netinfo import (
     local_addresses,
     route_to,
 )
+from worker.macprefixes import parse_mac
 from worker.nsock.loop import EventLoop
 from worker.scan.prober import RawProber
 from worker.scan.syn import _checksum
@@ -479,7 +480,7 @@ class RawPing:
             self.routes[address] = route
             targets.append((address, probes))
         self.scan = UltraScan(targets, options.timing, loop.now_ms(), discovery=True)
-        spoof = bytes.fromhex(options.spoof_mac.replace(":", "")) if options.spoof_mac else None
+        spoof = parse_mac(options.spoof_mac) if options.spoof_mac else None
         self.prober = PingProber(loop, self.scan, self.routes, options.interface, spoof)
 
     def run(self) -> None:
