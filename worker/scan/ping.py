@@ -33,22 +33,17 @@ from worker.nse.netinfo import (
 )
 from worker.macprefixes import parse_mac
 from worker.nsock.loop import EventLoop
+from worker.scan.packets import ACK, RST, SYN, UNREACH_REASONS, checksum, tcp_segment
 from worker.scan.prober import RawProber
-from worker.scan.syn import _checksum
 from worker.scan.ultra import Probe, UltraScan
 
 ETH_P_IP, ETH_P_ARP = 0x0800, 0x0806
 _BROADCAST = b"\xff" * 6
-_SYN, _RST, _ACK = 0x02, 0x04, 0x10
-_MSS_OPTION = struct.pack("!BBH", 2, 4, 1460)
 _SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 _SOL_PACKET, _PACKET_ADD_MEMBERSHIP, _PACKET_MR_PROMISC = 263, 1, 1
 _RECEIVE_BURST = 512
 _ICMP_ECHO_REPLY, _ICMP_UNREACH, _ICMP_ECHO, _ICMP_TIME_EXCEEDED = 0, 3, 8, 11
 _ICMP_TIMESTAMP, _ICMP_TIMESTAMP_REPLY = 13, 14
-# ICMP destination unreachable codes -> Nmap's reason names
-UNREACH_REASONS = {0: "net-unreach", 1: "host-unreach", 2: "proto-unreach", 3: "port-unreach",
-                   9: "net-prohibited", 10: "host-prohibited", 13: "admin-prohibited"}
 LOCALHOST_REASON = "localhost-response"
 
 
@@ -111,19 +106,7 @@ def icmp_message(icmp_type: int, ident: int, sequence: int) -> bytes:
     """An echo request (no payload, as Nmap's) or a timestamp request (zero timestamps)."""
     body = b"\0" * 12 if icmp_type == _ICMP_TIMESTAMP else b""
     header = struct.pack("!BBHHH", icmp_type, 0, 0, ident, sequence)
-    checksum = _checksum(header + body)
-    return header[:2] + struct.pack("!H", checksum) + header[4:] + body
-
-
-def tcp_segment(source: bytes, destination: bytes, source_port: int, port: int, flags: int,
-                sequence: int, acknowledgment: int) -> bytes:
-    options = _MSS_OPTION if flags & _SYN else b""
-    offset = (5 + len(options) // 4) << 4
-    header = struct.pack("!HHIIBBHHH", source_port, port, sequence, acknowledgment, offset,
-                         flags, 1024, 0, 0) + options
-    pseudo = source + destination + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(header))
-    checksum = _checksum(pseudo + header)
-    return header[:16] + struct.pack("!H", checksum) + header[18:]
+    return header[:2] + struct.pack("!H", checksum(header + body)) + header[4:] + body
 
 
 def arp_request(source_mac: bytes, source_ip: bytes, target_ip: bytes) -> bytes:
@@ -163,9 +146,9 @@ def read_ip_answer(packet: bytes) -> Answer | None:
             return None
         their_port, our_port = struct.unpack_from("!HH", packet, header)
         flags = packet[header + 13]
-        if flags & _SYN and flags & _ACK:
+        if flags & SYN and flags & ACK:
             reason = "syn-ack"
-        elif flags & _RST:
+        elif flags & RST:
             reason = "reset"
         else:
             return None
@@ -374,7 +357,7 @@ class PingProber(RawProber):
                 syn = ping.kind == "tcp-syn"
                 number = (self._keys ^ hash((address, ping, probe.tryno))) & 0xFFFFFFFF
                 segment = tcp_segment(ours, theirs, self.syn_port if syn else self.ack_port,
-                                      ping.port, _SYN if syn else _ACK,
+                                      ping.port, SYN if syn else ACK,
                                       number if syn else 0, 0 if syn else number)
                 self._ip_socket(socket.IPPROTO_TCP).sendto(segment, (address, 0))
         except (BlockingIOError, InterruptedError):

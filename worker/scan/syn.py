@@ -15,11 +15,10 @@ import struct
 
 from worker.nse.netinfo import route_to
 from worker.nsock.loop import EventLoop
+from worker.scan.packets import ACK, RST, SYN, tcp_segment
 from worker.scan.prober import RawProber
 from worker.scan.ultra import Probe, UltraScan
 
-_SYN, _RST, _ACK = 0x02, 0x04, 0x10
-_MSS_OPTION = struct.pack("!BBH", 2, 4, 1460)  # as Nmap's probes carry
 _RECEIVE_BURST = 512
 
 
@@ -29,24 +28,6 @@ def raw_tcp_socket() -> socket.socket:
     sock.setblocking(False)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     return sock
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def syn_segment(source: bytes, destination: bytes, source_port: int, port: int,
-                sequence: int) -> bytes:
-    header = struct.pack("!HHIIBBHHH", source_port, port, sequence, 0, (6 << 4), _SYN,
-                         1024, 0, 0) + _MSS_OPTION
-    pseudo = source + destination + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(header))
-    checksum = _checksum(pseudo + header)
-    return header[:16] + struct.pack("!H", checksum) + header[18:]
 
 
 class SynProber(RawProber):
@@ -80,7 +61,7 @@ class SynProber(RawProber):
         """The probe's transport header and data (the kernel adds the IP header)."""
         sequence = (self._sequence_key ^ hash((probe.host.key, probe.port, probe.tryno))
                     ) & 0xFFFFFFFF
-        return syn_segment(ours, theirs, self.source_port, probe.port, sequence)
+        return tcp_segment(ours, theirs, self.source_port, probe.port, SYN, sequence, 0)
 
     def _launch(self, probe: Probe) -> None:
         address = probe.host.key
@@ -120,9 +101,9 @@ class SynProber(RawProber):
             if destination_port != self.source_port:
                 continue
             flags = packet[header_length + 13]
-            if flags & _SYN and flags & _ACK:
+            if flags & SYN and flags & ACK:
                 outcome = ("open", "syn-ack")
-            elif flags & _RST:
+            elif flags & RST:
                 outcome = ("closed", "reset")
             else:
                 continue

@@ -28,7 +28,8 @@ import struct
 import sys
 
 from worker.nsock.loop import EventLoop
-from worker.scan.syn import SynProber, _checksum
+from worker.scan.packets import checksum
+from worker.scan.syn import SynProber
 from worker.scan.udp_payloads import PayloadTable, payloads_for
 from worker.scan.ultra import Probe, UltraScan
 
@@ -70,8 +71,8 @@ def udp_datagram(source: bytes, destination: bytes, source_port: int, port: int,
     length = 8 + len(payload)
     pseudo = source + destination + struct.pack("!BBH", 0, socket.IPPROTO_UDP, length)
     header = struct.pack("!HHHH", source_port, port, length, 0)
-    checksum = _checksum(pseudo + header + payload) or 0xFFFF  # 0 would mean "no checksum"
-    return header[:6] + struct.pack("!H", checksum) + payload
+    total = checksum(pseudo + header + payload) or 0xFFFF  # 0 would mean "no checksum"
+    return header[:6] + struct.pack("!H", total) + payload
 
 
 def unreachable_outcome(packet: bytes, our_ports) -> tuple[bytes, int, int] | None:
