@@ -28,23 +28,18 @@ import struct
 import sys
 
 from worker.nsock.loop import EventLoop
-from worker.scan.packets import checksum
+from worker.scan.packets import UNREACH_REASONS, checksum
 from worker.scan.syn import SynProber
 from worker.scan.udp_payloads import PayloadTable, payloads_for
 from worker.scan.ultra import Probe, UltraScan
 
 SILENCE = ("open|filtered", "no-response")
 _ICMP_UNREACHABLE = 3
-# ICMP destination unreachable code -> (port state, Nmap's reason)
-UNREACHABLE_OUTCOMES = {
-    0: ("filtered", "net-unreach"),
-    1: ("filtered", "host-unreach"),
-    2: ("filtered", "proto-unreach"),
-    3: ("closed", "port-unreach"),
-    9: ("filtered", "net-prohibited"),
-    10: ("filtered", "host-prohibited"),
-    13: ("filtered", "admin-prohibited"),
-}
+_PORT_UNREACHABLE = 3
+# ICMP destination unreachable code -> (port state, Nmap's reason): only "port unreachable"
+# says the port is closed; the others, that something filters it.
+UNREACHABLE_OUTCOMES = {code: ("closed" if code == _PORT_UNREACHABLE else "filtered", reason)
+                        for code, reason in UNREACH_REASONS.items()}
 _RECEIVE_BURST = 512
 
 
