@@ -34,14 +34,13 @@ from worker.nse.netinfo import (
 from worker.macprefixes import parse_mac
 from worker.nsock.loop import EventLoop
 from worker.scan.packets import ACK, RST, SYN, UNREACH_REASONS, checksum, tcp_segment
-from worker.scan.prober import RawProber
+from worker.scan.prober import RawProber, received
 from worker.scan.ultra import Probe, UltraScan
 
 ETH_P_IP, ETH_P_ARP = 0x0800, 0x0806
 _BROADCAST = b"\xff" * 6
 _SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 _SOL_PACKET, _PACKET_ADD_MEMBERSHIP, _PACKET_MR_PROMISC = 263, 1, 1
-_RECEIVE_BURST = 512
 _ICMP_ECHO_REPLY, _ICMP_UNREACH, _ICMP_ECHO, _ICMP_TIME_EXCEEDED = 0, 3, 8, 11
 _ICMP_TIMESTAMP, _ICMP_TIMESTAMP_REPLY = 13, 14
 LOCALHOST_REASON = "localhost-response"
@@ -203,14 +202,7 @@ def _receive_time(ancillary) -> int:
 
 def _drain(sockets, receive) -> list:
     """What ``receive(sock)`` reads from each socket, a burst at most, without waiting."""
-    got = []
-    for sock in sockets:
-        for _ in range(_RECEIVE_BURST):
-            try:
-                got.append(receive(sock))
-            except OSError:  # BlockingIOError: nothing more for now
-                break
-    return got
+    return [got for sock in sockets for got in received(functools.partial(receive, sock))]
 
 
 class HostAnswer(NamedTuple):

@@ -4,11 +4,27 @@ expire hosts past --host-timeout, and withdraw every probe at the end."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from worker.nsock.loop import EventLoop
 from worker.scan.ultra import Probe, UltraScan
 
 _PUMP_SLICE_MS = 20
+RECEIVE_BURST = 512  # packets read from a socket per wake-up, at most
+T = TypeVar("T")
+
+
+def received(receive: Callable[[], T]) -> Iterator[T]:
+    """What ``receive()`` (one non-blocking read of a socket) returns, a burst at most, until
+    it raises: BlockingIOError when nothing more is waiting, or another OSError (EINTR is
+    retried by Python itself, PEP 475)."""
+    for _ in range(RECEIVE_BURST):
+        try:
+            packet = receive()
+        except OSError:
+            return
+        yield packet
 
 
 class Prober:

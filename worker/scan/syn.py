@@ -9,6 +9,7 @@ or call ``filtered/no-response``. IPv6 targets are not probed here (see group.py
 """
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import struct
@@ -16,10 +17,8 @@ import struct
 from worker.nse.netinfo import route_to
 from worker.nsock.loop import EventLoop
 from worker.scan.packets import ACK, RST, SYN, tcp_segment
-from worker.scan.prober import RawProber
+from worker.scan.prober import RawProber, received
 from worker.scan.ultra import Probe, UltraScan
-
-_RECEIVE_BURST = 512
 
 
 def raw_tcp_socket() -> socket.socket:
@@ -87,13 +86,7 @@ class SynProber(RawProber):
         if self._closed:
             return
         answered = False
-        for _ in range(_RECEIVE_BURST):
-            try:
-                packet = self.sock.recv(128)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
+        for packet in received(functools.partial(self.sock.recv, 128)):
             header_length = (packet[0] & 0x0F) * 4
             if len(packet) < header_length + 14:
                 continue
