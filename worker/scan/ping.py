@@ -73,28 +73,49 @@ class PingRoute:
     local: bool  # this machine itself: no probe needed
 
 
-def ping_route(address: str, interface: str | None = None) -> PingRoute:
-    ip = ipaddress.ip_address(address)
-    if interface is None:
-        route = route_to(address)
-        local = ip.is_loopback or address in local_addresses() or route.interface == "lo"
-        return PingRoute(route.source, route.interface, bool(route.directly_connected), local)
-    # -e: everything leaves through that interface, from its address
-    own = interface_ipv4(interface)
-    if link_type(interface) == "loopback":
-        return PingRoute(own[0] if own else None, interface, True, True)
-    if own is None:
-        return PingRoute(None, interface, False, False)
-    network = ipaddress.ip_network(f"{own[0]}/{own[1]}", strict=False)
-    return PingRoute(own[0], interface, ip in network, False)
+class PingRoutes:
+    """Routes and probes for a host group's targets. What they depend on of this machine (its
+    own addresses, the -e interface's address, interfaces' link types) is read once, not once
+    per target."""
 
+    def __init__(self, interface: str | None = None):
+        self.interface = interface
+        self._link_types: dict[str, str | None] = {}
+        if interface is None:
+            self._local = local_addresses()
+            return
+        # -e: everything leaves through that interface, from its address
+        own = interface_ipv4(interface)
+        self._source = own[0] if own else None
+        self._network = (ipaddress.ip_network(f"{own[0]}/{own[1]}", strict=False)
+                         if own else None)
 
-def probes_for(route: PingRoute) -> tuple[PingProbe, ...]:
-    if route.local:
-        return ()
-    if route.directly_connected and route.interface and link_type(route.interface) == "ethernet":
-        return (ARP_PROBE,)
-    return DEFAULT_IP_PROBES
+    def link_type(self, interface: str) -> str | None:
+        if interface not in self._link_types:
+            self._link_types[interface] = link_type(interface)
+        return self._link_types[interface]
+
+    def route(self, address: str) -> PingRoute:
+        ip = ipaddress.ip_address(address)
+        interface = self.interface
+        if interface is None:
+            route = route_to(address)
+            local = ip.is_loopback or address in self._local or route.interface == "lo"
+            return PingRoute(route.source, route.interface, bool(route.directly_connected),
+                             local)
+        if self.link_type(interface) == "loopback":
+            return PingRoute(self._source, interface, True, True)
+        if self._network is None:
+            return PingRoute(None, interface, False, False)
+        return PingRoute(self._source, interface, ip in self._network, False)
+
+    def probes(self, route: PingRoute) -> tuple[PingProbe, ...]:
+        if route.local:
+            return ()
+        if (route.directly_connected and route.interface
+                and self.link_type(route.interface) == "ethernet"):
+            return (ARP_PROBE,)
+        return DEFAULT_IP_PROBES
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,6 +255,7 @@ class PingProber(RawProber):
         self._keys = random.getrandbits(32)
         self._sequence = 0
         self._packed: dict[str, bytes] = {}
+        self._macs: dict[str, bytes] = {}  # interface -> our hardware address on it
         self._ip_sockets: dict[int, socket.socket] = {}  # protocol -> raw socket
         self._arp_sockets: dict[str, socket.socket] = {}  # interface -> AF_PACKET socket
         self._opened: list[socket.socket] = []
@@ -316,6 +338,12 @@ class PingProber(RawProber):
             packed = self._packed[address] = socket.inet_aton(address)
         return packed
 
+    def _interface_mac(self, interface: str) -> bytes:
+        mac = self._macs.get(interface)
+        if mac is None:
+            mac = self._macs[interface] = interface_mac(interface) or b"\0" * 6
+        return mac
+
     def _wait_key(self, probe: Probe) -> tuple[bytes, tuple]:
         """(target, what the answer carries): read_ip_answer's key, or ("arp",)."""
         ping: PingProbe = probe.port
@@ -336,7 +364,7 @@ class PingProber(RawProber):
         theirs = self._target(address)
         try:
             if ping.kind == "arp":
-                own_mac = self.spoof_mac or interface_mac(route.interface) or b"\0" * 6
+                own_mac = self.spoof_mac or self._interface_mac(route.interface)
                 source = socket.inet_aton(route.source or "0.0.0.0")
                 self._arp_socket(route.interface).send(arp_request(own_mac, source, theirs))
             elif ping.kind.startswith("icmp"):
@@ -443,9 +471,10 @@ class RawPing:
         self.routes: dict[str, PingRoute] = {}
         self._order = [a for a in addresses if ":" not in a]
         targets = []
+        routes = PingRoutes(options.interface)
         for address in self._order:
-            route = ping_route(address, options.interface)
-            probes = probes_for(route)
+            route = routes.route(address)
+            probes = routes.probes(route)
             if arp_only and probes != (ARP_PROBE,):
                 continue
             self.scanned.add(address)
