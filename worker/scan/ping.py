@@ -386,7 +386,7 @@ class PingProber(RawProber):
             return
         except OSError as exc:  # e.g. no route: the kernel answers for the network
             reason = "net-unreach" if exc.errno == 101 else "host-unreach"
-            self._finish_probe(probe, "filtered", reason)
+            self._reply(probe, ("filtered", reason))
             return
         self._await_answer(probe)
 
@@ -405,14 +405,11 @@ class PingProber(RawProber):
             answer = read_ip_answer(packet)
             if answer is None:
                 continue
-            probe = self._waiting.pop((answer.target, answer.key), None)
-            if probe is None:
-                continue
             if answer.from_target:
-                self._finish_probe(probe, "open", answer.reason, answer.ttl)
-            else:
-                self._finish_probe(probe, "filtered", answer.reason)
-            answered = True
+                outcome, ttl = ("open", answer.reason), answer.ttl
+            else:  # a router's error: not the host's answer
+                outcome, ttl = ("filtered", answer.reason), 0
+            answered |= self._answer((answer.target, answer.key), outcome, ttl)
         if answered:
             self._queue_pump()
 
@@ -422,25 +419,17 @@ class PingProber(RawProber):
         answered = False
         for frame in _drain(self._arp_sockets.values(), lambda sock: sock.recv(128)):
             reply = read_arp_reply(frame)
-            if reply is None:
-                continue
-            probe = self._waiting.pop((reply[0], ("arp",)), None)
-            if probe is None:
-                continue
-            self._finish_probe(probe, "open", "arp-response", 0, reply[1])
-            answered = True
+            if reply is not None:
+                answered |= self._answer((reply[0], ("arp",)), ("open", "arp-response"), 0,
+                                         reply[1])
         if answered:
             self._queue_pump()
 
-    def _finish_probe(self, probe: Probe, state: str, reason: str, ttl: int = 0,
-                      mac: bytes | None = None) -> None:
-        self._cancel_timer(probe)
+    def _answered(self, probe: Probe, outcome: tuple[str, str], ttl: int,
+                  mac: bytes | None) -> None:
         host = probe.host
-        was_up = host.up
-        for abandoned in self.scan.on_reply(probe, self.loop.now_ms(), state, reason):
-            self._close(abandoned)
-        if host.up and not was_up:
-            self.answers[host.key] = HostAnswer(reason, ttl, mac)
+        if host.up and host.key not in self.answers:  # the answer that put the host up
+            self.answers[host.key] = HostAnswer(outcome[1], ttl, mac)
 
 
 # --------------------------------------------------------------------------------------------
