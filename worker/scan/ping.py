@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import random
 import socket
 import struct
@@ -438,14 +439,18 @@ class PingProber(RawProber):
 
 def raw_ping_wanted(options) -> bool:
     """Discovery is privileged when this process may send raw packets and is not told
-    otherwise (--unprivileged, $NMAP_UNPRIVILEGED); with -Pn, a raw port scan still ARPs its
-    directly connected hosts (their frames need the address)."""
+    otherwise (--unprivileged, $NMAP_UNPRIVILEGED); with -Pn, a raw port scan (-sS, -sU)
+    still ARPs its directly connected hosts (their frames need the address)."""
     from worker.nsock.raw import considered_privileged, raw_sockets_allowed
-    from worker.protocol import RAW_SCAN_TYPES
+    from worker.protocol import needs_raw_sockets
 
-    if not options.host_discovery and options.scan_type not in RAW_SCAN_TYPES:
+    if not options.host_discovery and not needs_raw_sockets(options):
         return False
-    return considered_privileged(options.privilege) and raw_sockets_allowed()
+    if not considered_privileged(options.privilege):
+        return False
+    # In auto mode, unless $NMAP_PRIVILEGED said so, that was decided by opening a raw socket.
+    tried_a_socket = options.privilege == "auto" and not os.environ.get("NMAP_PRIVILEGED")
+    return tried_a_socket or raw_sockets_allowed()
 
 
 class RawPing:
