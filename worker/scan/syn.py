@@ -56,11 +56,16 @@ class SynProber(RawProber):
                                              socket.inet_aton(address))
         return pair
 
+    def _sequence(self, theirs: bytes, port: int) -> int:
+        """The sequence number of every SYN to (``theirs``, ``port``): an answer acknowledges
+        it, so a segment that does not is no answer to ours (Nmap checks it too). The same for
+        each try, as an answer to an earlier try still counts."""
+        return (self._sequence_key ^ hash((theirs, port))) & 0xFFFFFFFF
+
     def _packet(self, probe: Probe, ours: bytes, theirs: bytes) -> bytes:
         """The probe's transport header and data (the kernel adds the IP header)."""
-        sequence = (self._sequence_key ^ hash((probe.host.key, probe.port, probe.tryno))
-                    ) & 0xFFFFFFFF
-        return tcp_segment(ours, theirs, self.source_port, probe.port, SYN, sequence, 0)
+        return tcp_segment(ours, theirs, self.source_port, probe.port, SYN,
+                           self._sequence(theirs, probe.port), 0)
 
     def _launch(self, probe: Probe) -> None:
         address = probe.host.key
@@ -94,12 +99,16 @@ class SynProber(RawProber):
             if destination_port != self.source_port:
                 continue
             flags = packet[header_length + 13]
+            theirs = packet[12:16]
+            if flags & ACK and struct.unpack_from("!I", packet, header_length + 8)[0] != (
+                    self._sequence(theirs, source_port) + 1) & 0xFFFFFFFF:
+                continue  # acknowledges something else than our SYN
             if flags & SYN and flags & ACK:
                 outcome = ("open", "syn-ack")
             elif flags & RST:
                 outcome = ("closed", "reset")
             else:
                 continue
-            answered |= self._answer((packet[12:16], source_port), outcome, packet[8])
+            answered |= self._answer((theirs, source_port), outcome, packet[8])
         if answered:
             self._queue_pump()
