@@ -253,7 +253,6 @@ class PingProber(RawProber):
         self.ident = random.randint(1, 0xFFFF)
         self.syn_port = random.randint(33000, 60998)
         self.ack_port = self.syn_port + 1
-        self._keys = random.getrandbits(32)
         self._sequence = 0
         self._packed: dict[str, bytes] = {}
         self._macs: dict[str, bytes] = {}  # interface -> our hardware address on it
@@ -376,7 +375,7 @@ class PingProber(RawProber):
             else:
                 ours = socket.inet_aton(route.source or "0.0.0.0")
                 syn = ping.kind == "tcp-syn"
-                number = (self._keys ^ hash((address, ping, probe.tryno))) & 0xFFFFFFFF
+                number = random.getrandbits(32)  # answers are matched by ports, not by it
                 segment = tcp_segment(ours, theirs, self.syn_port if syn else self.ack_port,
                                       ping.port, SYN if syn else ACK,
                                       number if syn else 0, 0 if syn else number)
