@@ -25,6 +25,7 @@ import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from worker.macprefixes import parse_mac
 from worker.nse.netinfo import (
     interface_ipv4,
     interface_mac,
@@ -32,7 +33,6 @@ from worker.nse.netinfo import (
     local_addresses,
     route_to,
 )
-from worker.macprefixes import parse_mac
 from worker.nsock.loop import EventLoop
 from worker.scan.packets import ACK, RST, SYN, UNREACH_REASONS, checksum, tcp_segment
 from worker.scan.prober import RawProber, received
