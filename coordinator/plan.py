@@ -176,19 +176,14 @@ def _raw_packet_options(args, options: ScanOptions, datapath: DataPath,
     spoof_text = None
     if spoof is not None:
         from worker.macprefixes import (
-            MacPrefixes,
             SpoofMacError,
             format_mac,
+            load_mac_prefixes,
             spoof_mac,
             spoofing_line,
         )
 
-        path = datapath.find("nmap-mac-prefixes")
-        try:
-            prefixes = MacPrefixes(path.read_text(encoding="utf-8", errors="replace")
-                                   if path is not None else "")
-        except OSError:
-            prefixes = MacPrefixes()
+        prefixes = load_mac_prefixes(datapath)
         try:
             mac = spoof_mac(spoof, prefixes)
         except SpoofMacError as exc:

@@ -8,9 +8,12 @@ somewhere unusual, can say where to look; an empty value means "no installed Nma
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 DEFAULT_PREFIXES = ("/usr/local/share/nmap", "/usr/share/nmap")
 PREFIXES_VARIABLE = "NSECLUSTER_NMAP_PREFIXES"
@@ -56,3 +59,20 @@ class DataPath:
     def find_directory(self, name: str) -> Path | None:
         """The first ``<dir>/<name>`` that is a directory (``scripts``, ``nselib``), or None."""
         return next((path for path in self._candidates(name) if path.is_dir()), None)
+
+
+_loaded: dict[tuple, object] = {}
+
+
+def cached_data(name: str, datadir: str | None, load: Callable[[DataPath, Mapping[str, str]], T],
+                environ: Mapping[str, str] | None = None) -> T:
+    """``load(data path, environment)``, once per process for each data file ``name`` and each
+    setting that can change where it is found (--datadir, $NMAPDIR, $HOME, the prefixes)."""
+    environ = os.environ if environ is None else environ
+    key = (name, datadir, environ.get("NMAPDIR"), environ.get("HOME"),
+           environ.get(PREFIXES_VARIABLE))
+    value = _loaded.get(key)
+    if value is None:
+        value = _loaded[key] = load(
+            DataPath.from_environment(datadir, environ, environ.get("HOME")), environ)
+    return value

@@ -5,6 +5,7 @@ Reverse DNS runs on the loop beside the port scan, so names cost no extra wall t
 """
 from __future__ import annotations
 
+import functools
 import math
 import random
 import time
@@ -129,10 +130,11 @@ class _GroupRun:
     def _discover(self) -> list[str]:
         addresses = list(self.targets)
         raw = self._raw_discovery(addresses)
+        raw_up = set(raw.up) if raw is not None else set()  # a property: read it once
         if not self.options.host_discovery:
             if raw is None:
                 return addresses
-            return [a for a in addresses if a not in raw.scanned or a in raw.up]
+            return [a for a in addresses if a not in raw.scanned or a in raw_up]
         if raw is not None:
             addresses = [a for a in addresses if a not in raw.scanned]
             if not addresses:
@@ -143,7 +145,10 @@ class _GroupRun:
         self.discovery.update({h.key: h for h in scan.hosts})
         self._drive(scan)
         up = [h.key for h in scan.hosts if h.up and not h.timed_out]
-        return up if raw is None else [a for a in self.targets if a in raw.up or a in up]
+        if raw is None:
+            return up
+        up_set = set(up)
+        return [a for a in self.targets if a in raw_up or a in up_set]
 
     def _raw_discovery(self, addresses: list[str]):
         """Privileged discovery of the IPv4 targets (worker/scan/ping.py), or None when this
@@ -204,9 +209,7 @@ class _GroupRun:
                          self.options.timing, self.loop.now_ms(), fd_budget=fd_budget(),
                          silence=SILENCE, answers_rate_limited=True)
         self.udpscan.update({h.key: h for h in scan.hosts})
-        self.current = scan
-        prober(self.loop, scan, datadir=self.options.datadir).run()
-        self.current = None
+        self._drive(scan, functools.partial(prober, datadir=self.options.datadir))
 
     def _scan_ports_with(self, up: list[str], prober) -> None:
         if not up:
@@ -282,9 +285,9 @@ class _GroupRun:
     def _host_result(self, target: Target, finished_ms: float | None) -> HostResult:
         address = target.address
         ping = self.discovery.get(address)
-        scans = {"tcp": self.portscan.get(address), "udp": self.udpscan.get(address)}
-        ports = next((s for s in scans.values() if s is not None and s.rtt.srtt_us is not None),
-                     scans["tcp"] or scans["udp"])
+        scans = {protocol: scan for protocol, scan in (("tcp", self.portscan.get(address)),
+                                                       ("udp", self.udpscan.get(address)))
+                 if scan is not None}
         if finished_ms is None:
             finished_ms = self.loop.now_ms()
         host = HostResult(address=address, targetname=target.targetname,
@@ -305,15 +308,16 @@ class _GroupRun:
             host.reason = ping.up_reason or "unknown-response"
         if self.raw_ping is not None:
             self.raw_ping.describe(host)
-        timing_source = ports if ports is not None and ports.rtt.srtt_us is not None else ping
-        if timing_source is not None and timing_source.rtt.srtt_us is not None:
+        # The times reported: the first port scan's (TCP, UDP) that has an RTT, else discovery's.
+        timing_source = next((s for s in (*scans.values(), ping)
+                              if s is not None and s.rtt.srtt_us is not None), None)
+        if timing_source is not None:
             host.srtt_us = int(timing_source.rtt.srtt_us)
             host.rttvar_us = int(timing_source.rtt.rttvar_us)
             host.timeout_us = int(timing_source.rtt.timeout_ms(self.options.timing) * 1000)
-        if ports is not None:
-            host.timed_out = any(s.timed_out for s in scans.values() if s is not None)
-            host.ports, host.port_runs = self._port_report(
-                {proto: s for proto, s in scans.items() if s is not None})
+        if scans:
+            host.timed_out = any(s.timed_out for s in scans.values())
+            host.ports, host.port_runs = self._port_report(scans)
         return host
 
     def _port_report(self, scans: dict[str, HostScan]):

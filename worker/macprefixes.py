@@ -6,12 +6,10 @@ $NMAPDIR, ~/.nmap, the install prefixes), read at run time as Nmap reads it: one
 """
 from __future__ import annotations
 
-import os
 import random
 import re
-from functools import lru_cache
 
-from worker.datadir import DataPath
+from worker.datadir import DataPath, cached_data
 
 MAC_PREFIXES = "nmap-mac-prefixes"
 _HEX = re.compile(r"[0-9A-Fa-f]+")
@@ -25,8 +23,7 @@ class MacPrefixes:
     """Vendor names by hexadecimal prefix (upper case); the longest known prefix wins."""
 
     def __init__(self, text: str = ""):
-        self.vendors: dict[str, str] = {}
-        self._order: list[tuple[str, str]] = []  # (prefix, vendor) in file order
+        self.vendors: dict[str, str] = {}  # in file order
         for line in text.splitlines():
             line = line.strip()
             if not line or line[0] == "#":
@@ -38,7 +35,6 @@ class MacPrefixes:
             prefix = prefix.upper()
             if prefix not in self.vendors:
                 self.vendors[prefix] = vendor
-                self._order.append((prefix, vendor))
         self._lengths = sorted({len(p) for p in self.vendors}, reverse=True)
 
     def vendor(self, mac: bytes | str) -> str | None:
@@ -52,17 +48,15 @@ class MacPrefixes:
     def prefix_of_vendor(self, name: str) -> str | None:
         """The first prefix (file order) whose vendor name contains ``name``, any case."""
         wanted = name.lower()
-        for prefix, vendor in self._order:
+        for prefix, vendor in self.vendors.items():
             if wanted in vendor.lower():
                 return prefix
         return None
 
 
-@lru_cache(maxsize=8)
-def mac_prefixes_for(datadir: str | None = None, nmapdir: str | None = None,
-                     home: str | None = None) -> MacPrefixes:
-    path = DataPath.from_environment(datadir, {**os.environ, "NMAPDIR": nmapdir or ""},
-                                     home).find(MAC_PREFIXES)
+def load_mac_prefixes(datapath: DataPath) -> MacPrefixes:
+    """The vendor table of the first ``nmap-mac-prefixes`` on ``datapath``; empty without one."""
+    path = datapath.find(MAC_PREFIXES)
     if path is None:
         return MacPrefixes()
     try:
@@ -71,9 +65,10 @@ def mac_prefixes_for(datadir: str | None = None, nmapdir: str | None = None,
         return MacPrefixes()
 
 
-def mac_prefixes(datadir: str | None = None) -> MacPrefixes:
-    """The table this process would use for a scan with ``--datadir datadir``."""
-    return mac_prefixes_for(datadir, os.environ.get("NMAPDIR"), os.environ.get("HOME"))
+def mac_prefixes(datadir: str | None = None, environ=None) -> MacPrefixes:
+    """The table this process would use for a scan with ``--datadir datadir`` (loaded once)."""
+    return cached_data(MAC_PREFIXES, datadir, lambda datapath, _: load_mac_prefixes(datapath),
+                       environ)
 
 
 def format_mac(mac: bytes) -> str:

@@ -14,7 +14,7 @@ import zlib
 from functools import lru_cache
 from pathlib import Path
 
-from worker.datadir import DataPath
+from worker.datadir import DataPath, cached_data
 from worker.errors import UserError
 from worker.protocol import PROTOCOLS, HostResult, Service
 
@@ -271,19 +271,13 @@ class TableGuesses:
                 port.service = self._cache[key]
 
 
-_tables: dict[tuple, ServiceTable] = {}
-
-
 def service_table_for(datadir: str | None, environ=None) -> ServiceTable:
     """This process's table for scans with ``datadir`` (loaded once, cached between scans)."""
-    environ = os.environ if environ is None else environ
-    key = (datadir, environ.get("NMAPDIR"), environ.get("HOME"),
-           environ.get("NSECLUSTER_NMAP_PREFIXES"))
-    table = _tables.get(key)
-    if table is None:
-        base = environ.get("XDG_CACHE_HOME") or (
-            os.path.join(environ["HOME"], ".cache") if environ.get("HOME") else None)
-        table = _tables[key] = load_service_table(
-            DataPath.from_environment(datadir, environ, environ.get("HOME")),
-            cache_dir=os.path.join(base, "nsecluster") if base else None)
-    return table
+    return cached_data("nmap-services", datadir, _load_for_process, environ)
+
+
+def _load_for_process(datapath: DataPath, environ) -> ServiceTable:
+    base = environ.get("XDG_CACHE_HOME") or (
+        os.path.join(environ["HOME"], ".cache") if environ.get("HOME") else None)
+    return load_service_table(datapath,
+                              cache_dir=os.path.join(base, "nsecluster") if base else None)

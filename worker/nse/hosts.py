@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from worker.macprefixes import parse_mac
 from worker.nse.profile import Profile
 from worker.protocol import HostResult, PortResult, Service
 
@@ -64,7 +65,7 @@ class HostContext:
             if route.interface is not None:
                 fields.update(_hardware_addresses(r.address, route))
         if r.mac_address is not None:  # what discovery's ARP reply said
-            fields["mac_addr"] = bytes.fromhex(r.mac_address.replace(":", ""))
+            fields["mac_addr"] = parse_mac(r.mac_address)
         return fields
 
     # -- ports ------------------------------------------------------------------------------

@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
+from worker.macprefixes import parse_mac
+
 _SIOCGIFADDR = 0x8915
 _SIOCGIFMTU = 0x8921
 
@@ -150,7 +152,7 @@ def _entries(name: str) -> list[dict]:
         base["mtu"] = int(mtu)
     mac = _sys(name, "address")
     if link == "ethernet" and mac:
-        base["mac"] = bytes.fromhex(mac.replace(":", ""))
+        base["mac"] = parse_mac(mac)
     entries = []
     address = _ipv4_ioctl(name, _SIOCGIFADDR)
     if address is not None:
@@ -181,7 +183,7 @@ def interface_mac(name: str) -> bytes | None:
     if link_type(name) != "ethernet":
         return None
     mac = _sys(name, "address")
-    return bytes.fromhex(mac.replace(":", "")) if mac else None
+    return parse_mac(mac) if mac else None
 
 
 _ARP_COMPLETE = 0x2
@@ -197,7 +199,7 @@ def neighbour_mac(address: str, interface: str) -> bytes | None:
                 fields = line.split()
                 if (len(fields) >= 6 and fields[0] == address and fields[5] == interface
                         and int(fields[2], 16) & _ARP_COMPLETE):
-                    return bytes.fromhex(fields[3].replace(":", ""))
+                    return parse_mac(fields[3])
     except (OSError, ValueError):
         return None
     return None

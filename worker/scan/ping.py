@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import random
 import socket
 import struct
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from worker.macprefixes import parse_mac
 from worker.nse.netinfo import (
     interface_ipv4,
     interface_mac,
@@ -32,22 +34,16 @@ from worker.nse.netinfo import (
     route_to,
 )
 from worker.nsock.loop import EventLoop
-from worker.scan.prober import RawProber
-from worker.scan.syn import _checksum
+from worker.scan.packets import ACK, RST, SYN, UNREACH_REASONS, checksum, tcp_segment
+from worker.scan.prober import RawProber, received
 from worker.scan.ultra import Probe, UltraScan
 
 ETH_P_IP, ETH_P_ARP = 0x0800, 0x0806
 _BROADCAST = b"\xff" * 6
-_SYN, _RST, _ACK = 0x02, 0x04, 0x10
-_MSS_OPTION = struct.pack("!BBH", 2, 4, 1460)
 _SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 _SOL_PACKET, _PACKET_ADD_MEMBERSHIP, _PACKET_MR_PROMISC = 263, 1, 1
-_RECEIVE_BURST = 512
 _ICMP_ECHO_REPLY, _ICMP_UNREACH, _ICMP_ECHO, _ICMP_TIME_EXCEEDED = 0, 3, 8, 11
 _ICMP_TIMESTAMP, _ICMP_TIMESTAMP_REPLY = 13, 14
-# ICMP destination unreachable codes -> Nmap's reason names
-UNREACH_REASONS = {0: "net-unreach", 1: "host-unreach", 2: "proto-unreach", 3: "port-unreach",
-                   9: "net-prohibited", 10: "host-prohibited", 13: "admin-prohibited"}
 LOCALHOST_REASON = "localhost-response"
 
 
@@ -78,28 +74,49 @@ class PingRoute:
     local: bool  # this machine itself: no probe needed
 
 
-def ping_route(address: str, interface: str | None = None) -> PingRoute:
-    ip = ipaddress.ip_address(address)
-    if interface is None:
-        route = route_to(address)
-        local = ip.is_loopback or address in local_addresses() or route.interface == "lo"
-        return PingRoute(route.source, route.interface, bool(route.directly_connected), local)
-    # -e: everything leaves through that interface, from its address
-    own = interface_ipv4(interface)
-    if link_type(interface) == "loopback":
-        return PingRoute(own[0] if own else None, interface, True, True)
-    if own is None:
-        return PingRoute(None, interface, False, False)
-    network = ipaddress.ip_network(f"{own[0]}/{own[1]}", strict=False)
-    return PingRoute(own[0], interface, ip in network, False)
+class PingRoutes:
+    """Routes and probes for a host group's targets. What they depend on of this machine (its
+    own addresses, the -e interface's address, interfaces' link types) is read once, not once
+    per target."""
 
+    def __init__(self, interface: str | None = None):
+        self.interface = interface
+        self._link_types: dict[str, str | None] = {}
+        if interface is None:
+            self._local = local_addresses()
+            return
+        # -e: everything leaves through that interface, from its address
+        own = interface_ipv4(interface)
+        self._source = own[0] if own else None
+        self._network = (ipaddress.ip_network(f"{own[0]}/{own[1]}", strict=False)
+                         if own else None)
 
-def probes_for(route: PingRoute) -> tuple[PingProbe, ...]:
-    if route.local:
-        return ()
-    if route.directly_connected and route.interface and link_type(route.interface) == "ethernet":
-        return (ARP_PROBE,)
-    return DEFAULT_IP_PROBES
+    def link_type(self, interface: str) -> str | None:
+        if interface not in self._link_types:
+            self._link_types[interface] = link_type(interface)
+        return self._link_types[interface]
+
+    def route(self, address: str) -> PingRoute:
+        ip = ipaddress.ip_address(address)
+        interface = self.interface
+        if interface is None:
+            route = route_to(address)
+            local = ip.is_loopback or address in self._local or route.interface == "lo"
+            return PingRoute(route.source, route.interface, bool(route.directly_connected),
+                             local)
+        if self.link_type(interface) == "loopback":
+            return PingRoute(self._source, interface, True, True)
+        if self._network is None:
+            return PingRoute(None, interface, False, False)
+        return PingRoute(self._source, interface, ip in self._network, False)
+
+    def probes(self, route: PingRoute) -> tuple[PingProbe, ...]:
+        if route.local:
+            return ()
+        if (route.directly_connected and route.interface
+                and self.link_type(route.interface) == "ethernet"):
+            return (ARP_PROBE,)
+        return DEFAULT_IP_PROBES
 
 
 # --------------------------------------------------------------------------------------------
@@ -110,19 +127,7 @@ def icmp_message(icmp_type: int, ident: int, sequence: int) -> bytes:
     """An echo request (no payload, as Nmap's) or a timestamp request (zero timestamps)."""
     body = b"\0" * 12 if icmp_type == _ICMP_TIMESTAMP else b""
     header = struct.pack("!BBHHH", icmp_type, 0, 0, ident, sequence)
-    checksum = _checksum(header + body)
-    return header[:2] + struct.pack("!H", checksum) + header[4:] + body
-
-
-def tcp_segment(source: bytes, destination: bytes, source_port: int, port: int, flags: int,
-                sequence: int, acknowledgment: int) -> bytes:
-    options = _MSS_OPTION if flags & _SYN else b""
-    offset = (5 + len(options) // 4) << 4
-    header = struct.pack("!HHIIBBHHH", source_port, port, sequence, acknowledgment, offset,
-                         flags, 1024, 0, 0) + options
-    pseudo = source + destination + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(header))
-    checksum = _checksum(pseudo + header)
-    return header[:16] + struct.pack("!H", checksum) + header[18:]
+    return header[:2] + struct.pack("!H", checksum(header + body)) + header[4:] + body
 
 
 def arp_request(source_mac: bytes, source_ip: bytes, target_ip: bytes) -> bytes:
@@ -162,9 +167,9 @@ def read_ip_answer(packet: bytes) -> Answer | None:
             return None
         their_port, our_port = struct.unpack_from("!HH", packet, header)
         flags = packet[header + 13]
-        if flags & _SYN and flags & _ACK:
+        if flags & SYN and flags & ACK:
             reason = "syn-ack"
-        elif flags & _RST:
+        elif flags & RST:
             reason = "reset"
         else:
             return None
@@ -219,14 +224,7 @@ def _receive_time(ancillary) -> int:
 
 def _drain(sockets, receive) -> list:
     """What ``receive(sock)`` reads from each socket, a burst at most, without waiting."""
-    got = []
-    for sock in sockets:
-        for _ in range(_RECEIVE_BURST):
-            try:
-                got.append(receive(sock))
-            except OSError:  # BlockingIOError: nothing more for now
-                break
-    return got
+    return [got for sock in sockets for got in received(functools.partial(receive, sock))]
 
 
 class HostAnswer(NamedTuple):
@@ -255,9 +253,9 @@ class PingProber(RawProber):
         self.ident = random.randint(1, 0xFFFF)
         self.syn_port = random.randint(33000, 60998)
         self.ack_port = self.syn_port + 1
-        self._keys = random.getrandbits(32)
         self._sequence = 0
         self._packed: dict[str, bytes] = {}
+        self._macs: dict[str, bytes] = {}  # interface -> our hardware address on it
         self._ip_sockets: dict[int, socket.socket] = {}  # protocol -> raw socket
         self._arp_sockets: dict[str, socket.socket] = {}  # interface -> AF_PACKET socket
         self._opened: list[socket.socket] = []
@@ -340,6 +338,12 @@ class PingProber(RawProber):
             packed = self._packed[address] = socket.inet_aton(address)
         return packed
 
+    def _interface_mac(self, interface: str) -> bytes:
+        mac = self._macs.get(interface)
+        if mac is None:
+            mac = self._macs[interface] = interface_mac(interface) or b"\0" * 6
+        return mac
+
     def _wait_key(self, probe: Probe) -> tuple[bytes, tuple]:
         """(target, what the answer carries): read_ip_answer's key, or ("arp",)."""
         ping: PingProbe = probe.port
@@ -360,7 +364,7 @@ class PingProber(RawProber):
         theirs = self._target(address)
         try:
             if ping.kind == "arp":
-                own_mac = self.spoof_mac or interface_mac(route.interface) or b"\0" * 6
+                own_mac = self.spoof_mac or self._interface_mac(route.interface)
                 source = socket.inet_aton(route.source or "0.0.0.0")
                 self._arp_socket(route.interface).send(arp_request(own_mac, source, theirs))
             elif ping.kind.startswith("icmp"):
@@ -371,9 +375,9 @@ class PingProber(RawProber):
             else:
                 ours = socket.inet_aton(route.source or "0.0.0.0")
                 syn = ping.kind == "tcp-syn"
-                number = (self._keys ^ hash((address, ping, probe.tryno))) & 0xFFFFFFFF
+                number = random.getrandbits(32)  # answers are matched by ports, not by it
                 segment = tcp_segment(ours, theirs, self.syn_port if syn else self.ack_port,
-                                      ping.port, _SYN if syn else _ACK,
+                                      ping.port, SYN if syn else ACK,
                                       number if syn else 0, 0 if syn else number)
                 self._ip_socket(socket.IPPROTO_TCP).sendto(segment, (address, 0))
         except (BlockingIOError, InterruptedError):
@@ -382,7 +386,7 @@ class PingProber(RawProber):
             return
         except OSError as exc:  # e.g. no route: the kernel answers for the network
             reason = "net-unreach" if exc.errno == 101 else "host-unreach"
-            self._finish_probe(probe, "filtered", reason)
+            self._reply(probe, ("filtered", reason))
             return
         self._await_answer(probe)
 
@@ -401,14 +405,11 @@ class PingProber(RawProber):
             answer = read_ip_answer(packet)
             if answer is None:
                 continue
-            probe = self._waiting.pop((answer.target, answer.key), None)
-            if probe is None:
-                continue
             if answer.from_target:
-                self._finish_probe(probe, "open", answer.reason, answer.ttl)
-            else:
-                self._finish_probe(probe, "filtered", answer.reason)
-            answered = True
+                outcome, ttl = ("open", answer.reason), answer.ttl
+            else:  # a router's error: not the host's answer
+                outcome, ttl = ("filtered", answer.reason), 0
+            answered |= self._answer((answer.target, answer.key), outcome, ttl)
         if answered:
             self._queue_pump()
 
@@ -418,25 +419,17 @@ class PingProber(RawProber):
         answered = False
         for frame in _drain(self._arp_sockets.values(), lambda sock: sock.recv(128)):
             reply = read_arp_reply(frame)
-            if reply is None:
-                continue
-            probe = self._waiting.pop((reply[0], ("arp",)), None)
-            if probe is None:
-                continue
-            self._finish_probe(probe, "open", "arp-response", 0, reply[1])
-            answered = True
+            if reply is not None:
+                answered |= self._answer((reply[0], ("arp",)), ("open", "arp-response"), 0,
+                                         reply[1])
         if answered:
             self._queue_pump()
 
-    def _finish_probe(self, probe: Probe, state: str, reason: str, ttl: int = 0,
-                      mac: bytes | None = None) -> None:
-        self._cancel_timer(probe)
+    def _answered(self, probe: Probe, outcome: tuple[str, str], ttl: int,
+                  mac: bytes | None) -> None:
         host = probe.host
-        was_up = host.up
-        for abandoned in self.scan.on_reply(probe, self.loop.now_ms(), state, reason):
-            self._close(abandoned)
-        if host.up and not was_up:
-            self.answers[host.key] = HostAnswer(reason, ttl, mac)
+        if host.up and host.key not in self.answers:  # the answer that put the host up
+            self.answers[host.key] = HostAnswer(outcome[1], ttl, mac)
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,14 +438,18 @@ class PingProber(RawProber):
 
 def raw_ping_wanted(options) -> bool:
     """Discovery is privileged when this process may send raw packets and is not told
-    otherwise (--unprivileged, $NMAP_UNPRIVILEGED); with -Pn, a raw port scan still ARPs its
-    directly connected hosts (their frames need the address)."""
+    otherwise (--unprivileged, $NMAP_UNPRIVILEGED); with -Pn, a raw port scan (-sS, -sU)
+    still ARPs its directly connected hosts (their frames need the address)."""
     from worker.nsock.raw import considered_privileged, raw_sockets_allowed
-    from worker.protocol import RAW_SCAN_TYPES
+    from worker.protocol import needs_raw_sockets
 
-    if not options.host_discovery and options.scan_type not in RAW_SCAN_TYPES:
+    if not options.host_discovery and not needs_raw_sockets(options):
         return False
-    return considered_privileged(options.privilege) and raw_sockets_allowed()
+    if not considered_privileged(options.privilege):
+        return False
+    # In auto mode, unless $NMAP_PRIVILEGED said so, that was decided by opening a raw socket.
+    tried_a_socket = options.privilege == "auto" and not os.environ.get("NMAP_PRIVILEGED")
+    return tried_a_socket or raw_sockets_allowed()
 
 
 class RawPing:
@@ -467,9 +464,10 @@ class RawPing:
         self.routes: dict[str, PingRoute] = {}
         self._order = [a for a in addresses if ":" not in a]
         targets = []
+        routes = PingRoutes(options.interface)
         for address in self._order:
-            route = ping_route(address, options.interface)
-            probes = probes_for(route)
+            route = routes.route(address)
+            probes = routes.probes(route)
             if arp_only and probes != (ARP_PROBE,):
                 continue
             self.scanned.add(address)
@@ -479,7 +477,7 @@ class RawPing:
             self.routes[address] = route
             targets.append((address, probes))
         self.scan = UltraScan(targets, options.timing, loop.now_ms(), discovery=True)
-        spoof = bytes.fromhex(options.spoof_mac.replace(":", "")) if options.spoof_mac else None
+        spoof = parse_mac(options.spoof_mac) if options.spoof_mac else None
         self.prober = PingProber(loop, self.scan, self.routes, options.interface, spoof)
 
     def run(self) -> None:

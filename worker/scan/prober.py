@@ -4,11 +4,27 @@ expire hosts past --host-timeout, and withdraw every probe at the end."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from worker.nsock.loop import EventLoop
 from worker.scan.ultra import Probe, UltraScan
 
 _PUMP_SLICE_MS = 20
+RECEIVE_BURST = 512  # packets read from a socket per wake-up, at most
+T = TypeVar("T")
+
+
+def received(receive: Callable[[], T]) -> Iterator[T]:
+    """What ``receive()`` (one non-blocking read of a socket) returns, a burst at most, until
+    it raises: BlockingIOError when nothing more is waiting, or another OSError (EINTR is
+    retried by Python itself, PEP 475)."""
+    for _ in range(RECEIVE_BURST):
+        try:
+            packet = receive()
+        except OSError:
+            return
+        yield packet
 
 
 class Prober:
@@ -113,17 +129,25 @@ class RawProber(Prober):
             self._close(previous)
         self._waiting[key] = probe
 
-    def _answer(self, key, outcome: tuple[str, str], ttl: int) -> bool:
+    def _answer(self, key, outcome: tuple[str, str], ttl: int, extra=None) -> bool:
         """The answer under ``key`` arrived: its probe's outcome, and the answer's TTL as
         Nmap reports it (reason_ttl). False when no probe waits for it."""
         probe = self._waiting.pop(key, None)
         if probe is None:
             return False
+        self._reply(probe, outcome, ttl, extra)
+        return True
+
+    def _reply(self, probe: Probe, outcome: tuple[str, str], ttl: int = 0, extra=None) -> None:
+        """Record ``probe``'s outcome (an answer, or what the kernel said when sending)."""
         self._cancel_timer(probe)
         probe.host.reason_ttls[probe.port] = ttl
         for abandoned in self.scan.on_reply(probe, self.loop.now_ms(), *outcome):
             self._close(abandoned)
-        return True
+        self._answered(probe, outcome, ttl, extra)
+
+    def _answered(self, probe: Probe, outcome: tuple[str, str], ttl: int, extra) -> None:
+        """Hook, after an outcome is recorded: ``extra`` is what ``_answer`` was given."""
 
     def _on_timeout(self, probe: Probe) -> None:
         probe.handle = None

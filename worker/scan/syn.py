@@ -9,18 +9,16 @@ or call ``filtered/no-response``. IPv6 targets are not probed here (see group.py
 """
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import struct
 
 from worker.nse.netinfo import route_to
 from worker.nsock.loop import EventLoop
-from worker.scan.prober import RawProber
+from worker.scan.packets import ACK, RST, SYN, tcp_segment
+from worker.scan.prober import RawProber, received
 from worker.scan.ultra import Probe, UltraScan
-
-_SYN, _RST, _ACK = 0x02, 0x04, 0x10
-_MSS_OPTION = struct.pack("!BBH", 2, 4, 1460)  # as Nmap's probes carry
-_RECEIVE_BURST = 512
 
 
 def raw_tcp_socket() -> socket.socket:
@@ -29,24 +27,6 @@ def raw_tcp_socket() -> socket.socket:
     sock.setblocking(False)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     return sock
-
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def syn_segment(source: bytes, destination: bytes, source_port: int, port: int,
-                sequence: int) -> bytes:
-    header = struct.pack("!HHIIBBHHH", source_port, port, sequence, 0, (6 << 4), _SYN,
-                         1024, 0, 0) + _MSS_OPTION
-    pseudo = source + destination + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(header))
-    checksum = _checksum(pseudo + header)
-    return header[:16] + struct.pack("!H", checksum) + header[18:]
 
 
 class SynProber(RawProber):
@@ -76,11 +56,16 @@ class SynProber(RawProber):
                                              socket.inet_aton(address))
         return pair
 
+    def _sequence(self, theirs: bytes, port: int) -> int:
+        """The sequence number of every SYN to (``theirs``, ``port``): an answer acknowledges
+        it, so a segment that does not is no answer to ours (Nmap checks it too). The same for
+        each try, as an answer to an earlier try still counts."""
+        return (self._sequence_key ^ hash((theirs, port))) & 0xFFFFFFFF
+
     def _packet(self, probe: Probe, ours: bytes, theirs: bytes) -> bytes:
         """The probe's transport header and data (the kernel adds the IP header)."""
-        sequence = (self._sequence_key ^ hash((probe.host.key, probe.port, probe.tryno))
-                    ) & 0xFFFFFFFF
-        return syn_segment(ours, theirs, self.source_port, probe.port, sequence)
+        return tcp_segment(ours, theirs, self.source_port, probe.port, SYN,
+                           self._sequence(theirs, probe.port), 0)
 
     def _launch(self, probe: Probe) -> None:
         address = probe.host.key
@@ -106,13 +91,7 @@ class SynProber(RawProber):
         if self._closed:
             return
         answered = False
-        for _ in range(_RECEIVE_BURST):
-            try:
-                packet = self.sock.recv(128)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
+        for packet in received(functools.partial(self.sock.recv, 128)):
             header_length = (packet[0] & 0x0F) * 4
             if len(packet) < header_length + 14:
                 continue
@@ -120,12 +99,16 @@ class SynProber(RawProber):
             if destination_port != self.source_port:
                 continue
             flags = packet[header_length + 13]
-            if flags & _SYN and flags & _ACK:
+            theirs = packet[12:16]
+            if flags & ACK and struct.unpack_from("!I", packet, header_length + 8)[0] != (
+                    self._sequence(theirs, source_port) + 1) & 0xFFFFFFFF:
+                continue  # acknowledges something else than our SYN
+            if flags & SYN and flags & ACK:
                 outcome = ("open", "syn-ack")
-            elif flags & _RST:
+            elif flags & RST:
                 outcome = ("closed", "reset")
             else:
                 continue
-            answered |= self._answer((packet[12:16], source_port), outcome, packet[8])
+            answered |= self._answer((theirs, source_port), outcome, packet[8])
         if answered:
             self._queue_pump()

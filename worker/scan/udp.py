@@ -22,29 +22,26 @@ down, rather than call a closed port ``open|filtered``.
 """
 from __future__ import annotations
 
+import functools
 import random
 import socket
 import struct
 import sys
 
 from worker.nsock.loop import EventLoop
-from worker.scan.syn import SynProber, _checksum
+from worker.scan.packets import UNREACH_REASONS, checksum
+from worker.scan.prober import received
+from worker.scan.syn import SynProber
 from worker.scan.udp_payloads import PayloadTable, payloads_for
 from worker.scan.ultra import Probe, UltraScan
 
 SILENCE = ("open|filtered", "no-response")
 _ICMP_UNREACHABLE = 3
-# ICMP destination unreachable code -> (port state, Nmap's reason)
-UNREACHABLE_OUTCOMES = {
-    0: ("filtered", "net-unreach"),
-    1: ("filtered", "host-unreach"),
-    2: ("filtered", "proto-unreach"),
-    3: ("closed", "port-unreach"),
-    9: ("filtered", "net-prohibited"),
-    10: ("filtered", "host-prohibited"),
-    13: ("filtered", "admin-prohibited"),
-}
-_RECEIVE_BURST = 512
+_PORT_UNREACHABLE = 3
+# ICMP destination unreachable code -> (port state, Nmap's reason): only "port unreachable"
+# says the port is closed; the others, that something filters it.
+UNREACHABLE_OUTCOMES = {code: ("closed" if code == _PORT_UNREACHABLE else "filtered", reason)
+                        for code, reason in UNREACH_REASONS.items()}
 
 
 def raw_udp_sockets() -> tuple[socket.socket, socket.socket]:
@@ -70,8 +67,8 @@ def udp_datagram(source: bytes, destination: bytes, source_port: int, port: int,
     length = 8 + len(payload)
     pseudo = source + destination + struct.pack("!BBH", 0, socket.IPPROTO_UDP, length)
     header = struct.pack("!HHHH", source_port, port, length, 0)
-    checksum = _checksum(pseudo + header + payload) or 0xFFFF  # 0 would mean "no checksum"
-    return header[:6] + struct.pack("!H", checksum) + payload
+    total = checksum(pseudo + header + payload) or 0xFFFF  # 0 would mean "no checksum"
+    return header[:6] + struct.pack("!H", total) + payload
 
 
 def unreachable_outcome(packet: bytes, our_ports) -> tuple[bytes, int, int] | None:
@@ -125,7 +122,7 @@ class UdpProber(SynProber):
             return
         our_ports = self.our_ports
         answered = False
-        for packet in self._drain(self.sock):
+        for packet in received(functools.partial(self.sock.recv, 2048)):
             header_length = (packet[0] & 0x0F) * 4
             if len(packet) < header_length + 8:
                 continue
@@ -154,7 +151,7 @@ class UdpProber(SynProber):
         if self._closed:
             return
         answered = False
-        for packet in self._drain(self.icmp):
+        for packet in received(functools.partial(self.icmp.recv, 2048)):
             found = unreachable_outcome(packet, self.our_ports)
             if found is None:
                 continue
@@ -164,15 +161,6 @@ class UdpProber(SynProber):
                 answered |= self._answer((theirs, port), outcome, packet[8])
         if answered:
             self._queue_pump()
-
-    def _drain(self, sock: socket.socket):
-        for _ in range(_RECEIVE_BURST):
-            try:
-                yield sock.recv(2048)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
 
 
 def _source_port(scan: UltraScan) -> int:
@@ -279,13 +267,8 @@ class Udp6Prober(UdpProber):
 
     def _drain6(self, sock: socket.socket):
         """(data, hop limit, sender's packed address) of each waiting packet."""
-        for _ in range(_RECEIVE_BURST):
-            try:
-                data, ancillary, _, sender = sock.recvmsg(2048, _HOPLIMIT_SPACE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
+        for data, ancillary, _, sender in received(
+                functools.partial(sock.recvmsg, 2048, _HOPLIMIT_SPACE)):
             hops = 0
             for level, kind, value in ancillary:
                 if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT:

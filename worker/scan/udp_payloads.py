@@ -14,12 +14,11 @@ try sends the first, each retry the next (wrapping round).
 """
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.datadir import DataPath
+from worker.datadir import DataPath, cached_data
 from worker.errors import UserError
 
 NMAP_PAYLOADS = "nmap-payloads"
@@ -266,22 +265,15 @@ def _tokens(text: str, source: str):
             yield line, "word", text[start:i]
 
 
-_tables: dict[tuple, PayloadTable] = {}
-
-
 def payloads_for(datadir: str | None, environ=None) -> PayloadTable:
     """This process's payloads for scans with ``datadir`` (the user's ``nmap-payloads`` when
     the data path has one, else ours), loaded once."""
-    environ = os.environ if environ is None else environ
-    key = (datadir, environ.get("NMAPDIR"), environ.get("HOME"),
-           environ.get("NSECLUSTER_NMAP_PREFIXES"))
-    table = _tables.get(key)
-    if table is None:
-        path = DataPath.from_environment(datadir, environ, environ.get("HOME")).find(
-            NMAP_PAYLOADS)
-        table = _tables[key] = (_load(path) if path is not None
-                                else PayloadTable(BUILTIN))
-    return table
+    return cached_data(NMAP_PAYLOADS, datadir, _load_from, environ)
+
+
+def _load_from(datapath: DataPath, environ) -> PayloadTable:
+    path = datapath.find(NMAP_PAYLOADS)
+    return _load(path) if path is not None else PayloadTable(BUILTIN)
 
 
 def _load(path: Path) -> PayloadTable:

@@ -317,8 +317,7 @@ class UltraScan:
                 # Lost although the host answers later probes: the next try may get through.
                 host.max_good_tryno += 1
                 self._more_tries_needed(host)
-        allowed = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
-        if probe.tryno < allowed:
+        if probe.tryno < self._tries_allowed(host):
             host.retries.append((probe.port, probe.tryno + 1))
             self._enqueue(host)
         else:
@@ -364,31 +363,39 @@ class UltraScan:
 
     def _more_tries_needed(self, host: HostScan) -> None:
         """The host now gets more tries per port: ports given up with fewer get the rest."""
-        self._revisit(host, min(self.timing.max_retries, max(1, host.max_good_tryno + 1)))
+        self._revisit(host, self._tries_allowed(host))
+
+    def _tries_allowed(self, host: HostScan) -> int:
+        """The tries a port of ``host`` gets now: one more than the latest try answered, at
+        least 1, at most --max-retries."""
+        return min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
+
+    def _take_back(self, host: HostScan, ports: list[int], next_try) -> None:
+        """Given-up ``ports`` go back to the retries, each with try ``next_try(its last)``:
+        their results withdrawn, their work not done after all."""
+        for port in ports:
+            host.retries.append((port, next_try(host.given_up.pop(port))))
+            del host.results[port]
+        host.work_done -= len(ports)
 
     def _revisit(self, host: HostScan, tries: int) -> None:
         """Ports given up after fewer than ``tries`` tries get their next one."""
-        revisit = [port for port, last in host.given_up.items() if last < tries]
-        for port in revisit:
-            host.retries.append((port, host.given_up.pop(port) + 1))
-            del host.results[port]
-            host.work_done -= 1
+        self._take_back(host, [port for port, last in host.given_up.items() if last < tries],
+                        lambda last: last + 1)
         self._enqueue(host)
 
     def _recheck(self, host: HostScan) -> bool:
         """Rate-limit mode, host idle: ask a few given-up ports again after a pause, if the
         host answered anything since the last recheck. True: the host is not done yet."""
-        if host.answered_total == host.rechecked_at or not host.answered_total:
+        if host.answered_total == host.rechecked_at:  # nothing since (or ever: both start 0)
             return False
         ports = list(itertools.islice(host.given_up, RECHECK_PORTS))
         host.rechecked_at = host.answered_total
         host.recheck_ports = set(ports)
         host.recheck_answers = 0
-        final = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
-        for port in ports:  # not a try: the port's tries were spent while answers were lost
-            host.retries.append((port, max(host.given_up.pop(port), final)))
-            del host.results[port]
-            host.work_done -= 1
+        final = self._tries_allowed(host)
+        # Not a try: the ports' tries were spent while answers were lost.
+        self._take_back(host, ports, lambda last: max(last, final))
         host.next_send_ms = max(host.next_send_ms, host.last_answer_ms + RECHECK_AFTER_MS)
         self._enqueue(host)
         return True
@@ -402,12 +409,8 @@ class UltraScan:
         host.send_delay_ms = max(host.send_delay_ms, pace)
         host.next_send_ms = max(host.next_send_ms, host.last_answer_ms + host.send_delay_ms)
         # Once each, not a try: their tries were spent while answers were being lost.
-        final = min(self.timing.max_retries, max(1, host.max_good_tryno + 1))
-        for port, last in host.given_up.items():
-            host.retries.append((port, max(last, final)))
-            del host.results[port]
-        host.work_done -= len(host.given_up)
-        host.given_up.clear()
+        final = self._tries_allowed(host)
+        self._take_back(host, list(host.given_up), lambda last: max(last, final))
         self._enqueue(host)
 
     def _forget(self, probe: Probe) -> bool:
