@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import os
 import random
 import socket
 import struct
@@ -445,11 +444,7 @@ def raw_ping_wanted(options) -> bool:
 
     if not options.host_discovery and not needs_raw_sockets(options):
         return False
-    if not considered_privileged(options.privilege):
-        return False
-    # In auto mode, unless $NMAP_PRIVILEGED said so, that was decided by opening a raw socket.
-    tried_a_socket = options.privilege == "auto" and not os.environ.get("NMAP_PRIVILEGED")
-    return tried_a_socket or raw_sockets_allowed()
+    return considered_privileged(options.privilege) and raw_sockets_allowed()
 
 
 class RawPing:
